@@ -1,0 +1,104 @@
+"""YAML -> validated pydantic specs; every error names its key path, and all errors are reported together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ConfigError(ValueError):
+    """Bad user input: one line per problem, each starting with the offending key path."""
+
+    def __init__(self, problems: list[str], source: str = "") -> None:
+        self.problems = problems
+        self.source = source
+        prefix = f"{source}: " if source else ""
+        super().__init__("\n".join(prefix + p for p in problems))
+
+
+class StrictModel(BaseModel):
+    """Base for every spec: unknown keys are errors, values are validated on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    """Dotted YAML key path; union-member tags (capitalised, see `by_kind`) are not keys and are dropped."""
+    parts = [str(p) for p in loc if not str(p).startswith("function-") and not str(p)[:1].isupper()]
+    return ".".join(parts) or "<top>"
+
+
+def _message(err: dict[str, Any]) -> str:
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if err["type"] == "missing":
+        return "required key is missing"
+    if "input" in err and err["type"] not in ("value_error", "assertion_error") and not isinstance(err["input"], (dict, list)):
+        return f"{msg} (got {err['input']!r})"
+    return msg
+
+
+def by_kind(v: Any) -> str:
+    """Discriminator for `path | inline spec` fields: a mapping is an inline spec, anything else a path."""
+    return "Spec" if isinstance(v, (dict, BaseModel)) else "Path"
+
+
+def errors_of(exc: ValidationError, prefix: str = "") -> list[str]:
+    """pydantic errors as 'key.path: message' lines."""
+    lines = []
+    for err in exc.errors():
+        path = _key_path(tuple(err["loc"]))
+        lines.append(f"{prefix}{path}: {_message(err)}")
+    return lines
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML file that must hold a mapping."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError([f"file not found: {p}"])
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError([f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"], str(p)) from None
+    if not isinstance(data, dict):
+        raise ConfigError(["<top>: expected a mapping of keys to values"], str(p))
+    return data
+
+
+def parse(model: type[M], data: dict[str, Any], source: str = "") -> M:
+    """Validate a mapping into `model`, raising ConfigError with every problem and its key path."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(errors_of(exc), source) from None
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `key.path=value` overrides (values parsed as YAML) to a nested mapping, in order."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError([f"--set {item!r}: expected KEY=VALUE, e.g. attack.queries=1000"])
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError([f"--set {key}: {part} is not a mapping"])
+            node = child
+        node[parts[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def load(model: type[M], path: str | Path, overrides: list[str] | None = None) -> M:
+    """Read and validate a YAML file, after applying `key.path=value` overrides."""
+    return parse(model, apply_overrides(read_yaml(path), overrides or []), str(path))

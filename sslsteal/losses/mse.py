@@ -1,0 +1,14 @@
+"""Mean squared error between stolen and victim representations: the plain quadratic loss."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from .registry import check_pair, register_loss
+
+
+@register_loss("mse", kind="quadratic", description="mean squared error over batch and dims")
+def mse(stolen: Tensor, victim: Tensor) -> Tensor:
+    """mean_{i,d} (stolen_id - victim_id)^2; the victim side is a constant."""
+    check_pair(stolen, victim)
+    return (stolen - victim.detach()).pow(2).mean()

@@ -1,0 +1,149 @@
+"""One stealing run without Ray: resolve the victim, attack it within the budget, evaluate, report.
+
+This is what `sslsteal steal RUN.yaml` does, and what every sweep trial does through the shared victim actor.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+from pydantic import Discriminator, Field, Tag, field_validator
+
+from sslsteal.attack import AttackSpec, BudgetedQuery, QueryFn, StolenModel, steal
+from sslsteal.config import ConfigError, StrictModel, by_kind, load
+from sslsteal.device import select_device
+from sslsteal.victim.checkpoint import Victim, load_victim
+from sslsteal.victim.spec import VictimSpec
+
+
+class EvaluateSpec(StrictModel):
+    """What to measure on the stolen encoder."""
+
+    downstream: list[str] | None = Field(None, description="linear-evaluation datasets; the victim's when null")
+    fidelity_data: str | None = Field(None, description="held-out images for fidelity; the other split of query_data when null")
+    fidelity_images: int = Field(2000, gt=0)
+
+    @field_validator("downstream")
+    @classmethod
+    def _known(cls, names: list[str] | None) -> list[str] | None:
+        from sslsteal.evaluate import ProbeSpec
+
+        if names is not None:
+            ProbeSpec(downstream=names)
+        return names
+
+
+class RunSpec(StrictModel):
+    """`sslsteal steal` input: a victim (config file, inline spec or checkpoint), an attack, an evaluation."""
+
+    victim: Annotated[Annotated[str, Tag("Path")] | Annotated[VictimSpec, Tag("Spec")], Discriminator(by_kind)]
+    attack: AttackSpec
+    evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
+    data_root: str | None = None
+
+
+def resolve_victim(ref: str | VictimSpec, *, base: Path | None = None, data_root: str | None = None, progress: bool = True) -> Victim:
+    """A victim from a checkpoint file/dir, a victim YAML (trained or found in the cache) or an inline spec."""
+    from sslsteal.victim.train import get_or_train
+
+    config_path: Path | None = None
+    if isinstance(ref, str):
+        path = Path(ref)
+        if not path.is_absolute() and base is not None and not path.exists():
+            path = base / path
+        if path.suffix in (".pt", ".pth") or path.is_dir():
+            return load_victim(path)
+        spec = load(VictimSpec, path)
+        config_path = path
+    else:
+        spec = ref
+    if data_root and not spec.data_root:
+        spec = spec.model_copy(update={"data_root": data_root})
+    checkpoint, _ = get_or_train(spec, config_path=config_path, progress=progress)
+    return load_victim(checkpoint)
+
+
+def query_images(spec: AttackSpec, data_root: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The attacker's query images (a seeded subset of query_data) and their labels."""
+    from sslsteal import data
+
+    pool = data.load(spec.query_data, root=data_root)
+    if spec.images_needed > len(pool):
+        raise ConfigError([f"attack.queries: {spec.queries} queries need {spec.images_needed} images but {spec.query_data} has {len(pool)}"])
+    chosen = pool.subset(spec.images_needed, seed=spec.seed).to_shape(3, 32)
+    return chosen.images, chosen.labels
+
+
+def _other_split(spec: str) -> str:
+    from sslsteal.data import DATASETS, parse_spec
+
+    name, split = parse_spec(spec)
+    others = [s for s in DATASETS[name].splits if s not in (split, "unlabeled")]
+    return f"{name}:{others[0] if others else split}"
+
+
+def evaluate_stolen(stolen: StolenModel, victim: Victim, spec: RunSpec, device: torch.device) -> dict[str, float]:
+    """Downstream accuracy, ratio and gain over the random floor per dataset, plus fidelity on held-out images."""
+    from sslsteal import data
+    from sslsteal.baselines import random_accuracy, victim_accuracy
+    from sslsteal.evaluate import extract_features, fidelity, linear_eval, probe_data
+
+    probe = victim.spec.evaluate
+    root = spec.data_root
+    metrics: dict[str, float] = {}
+    for ds in spec.evaluate.downstream or probe.downstream:
+        task = probe_data(ds, train_images=probe.train_images, test_images=probe.test_images, root=root)
+        acc = linear_eval(stolen.encoder, task, device=device)
+        v_acc = victim_accuracy(victim, ds, probe, root)
+        r_acc = random_accuracy(stolen.encoder.name, ds, probe, root=root)
+        metrics[f"acc.{ds}"] = acc
+        metrics[f"victim_acc.{ds}"] = v_acc
+        metrics[f"random_acc.{ds}"] = r_acc
+        metrics[f"acc_ratio.{ds}"] = acc / v_acc
+        metrics[f"gain_recovered.{ds}"] = (acc - r_acc) / (v_acc - r_acc) if v_acc != r_acc else float("nan")
+    held_out = spec.evaluate.fidelity_data or _other_split(spec.attack.query_data)
+    images = data.load(held_out, root=root, size=spec.evaluate.fidelity_images, seed=spec.attack.seed + 1).to_shape(3, 32).images
+    stolen_y = extract_features(stolen.encoder, images, device=device)
+    victim_y = extract_features(victim.encoder, images)
+    if stolen_y.shape == victim_y.shape:
+        metrics.update(fidelity(stolen_y, victim_y))
+    return metrics
+
+
+def run_steal(spec: RunSpec, *, config_path: str | Path | None = None, progress: bool = True, query: QueryFn | None = None) -> dict[str, Any]:
+    """Steal one encoder from a local victim and evaluate it; returns metrics named as in docs/metrics."""
+    base = Path(config_path).resolve().parent if config_path else None
+    device = select_device()
+    victim = resolve_victim(spec.victim, base=base, data_root=spec.data_root, progress=progress)
+    victim.to(device)
+    head = spec.attack.method == "access_head"
+    budgeted = BudgetedQuery(query or (lambda x: victim.embed(x, head=head)), spec.attack.queries)
+    images, labels = query_images(spec.attack, spec.data_root)
+    start = time.perf_counter()
+    stolen = steal(spec.attack, budgeted, images, labels, encoder_name=victim.spec.encoder, device=device, progress=progress)
+    steal_s = time.perf_counter() - start
+    start = time.perf_counter()
+    metrics = evaluate_stolen(stolen, victim, spec, device)
+    metrics.update({"queries_used": float(budgeted.used), "time.steal_s": steal_s, "time.eval_s": time.perf_counter() - start})
+    return {"victim": victim.spec.key, "attack": spec.attack.model_dump(), "metrics": metrics, "stolen": stolen}
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A small plain-text table of a run's key figures."""
+    m = result["metrics"]
+    a = result["attack"]
+    lines = [f"victim {result['victim']}  attack {a['method']}/{a['loss']}/{a['strategy']}  queries used {int(m['queries_used'])}"]
+    datasets = sorted(k.split(".", 1)[1] for k in m if k.startswith("acc."))
+    lines.append(f"{'dataset':<14}{'victim':>8}{'random':>8}{'stolen':>8}{'ratio':>8}{'gain':>8}")
+    for ds in datasets:
+        lines.append(
+            f"{ds:<14}{m[f'victim_acc.{ds}']:>8.2f}{m[f'random_acc.{ds}']:>8.2f}{m[f'acc.{ds}']:>8.2f}"
+            f"{m[f'acc_ratio.{ds}']:>8.3f}{m[f'gain_recovered.{ds}']:>8.3f}"
+        )
+    if "fidelity.cosine" in m:
+        lines.append(f"fidelity: cosine {m['fidelity.cosine']:.3f}  l2 {m['fidelity.l2']:.3f}")
+    lines.append(f"time: steal {m['time.steal_s']:.1f} s  eval {m['time.eval_s']:.1f} s")
+    return "\n".join(lines)

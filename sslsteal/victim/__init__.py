@@ -1,0 +1,1 @@
+"""The victim: SimCLR training with an optional rotation watermark, its checkpoints, and (later) its service."""

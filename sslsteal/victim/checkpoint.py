@@ -1,0 +1,157 @@
+"""Victim checkpoints: saving, loading, and finding a cached one by config hash.
+
+A checkpoint directory `<name>-<hash>/` holds `checkpoint.pt` (spec, weights) and `eval.json` (linear
+evaluation results, filled lazily per downstream protocol). It is looked up next to the victim's config
+file (`checkpoints/<name>-<hash>/`, how the repo ships trained victims) and then in the cache directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sslsteal.augment import to_float
+from sslsteal.models import AugmentationPredictor, Encoder, ProjectionHead, build_encoder
+from sslsteal.victim.spec import VictimSpec
+
+CHECKPOINT = "checkpoint.pt"
+EVAL = "eval.json"
+
+
+def victims_dir() -> Path:
+    """Where trained victims are cached: `$SSLSTEAL_CACHE/victims` (default ~/.cache/sslsteal/victims)."""
+    from sslsteal.data import cache_dir
+
+    return cache_dir() / "victims"
+
+
+@dataclass
+class Victim:
+    """A trained SimCLR encoder with its projection head and, when watermarked, its augmentation predictor."""
+
+    spec: VictimSpec
+    encoder: Encoder
+    head: ProjectionHead
+    predictor: AugmentationPredictor | None
+    path: Path | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def to(self, device: torch.device) -> Victim:
+        for m in self.modules():
+            m.to(device)
+        return self
+
+    def modules(self) -> list[torch.nn.Module]:
+        return [m for m in (self.encoder, self.head, self.predictor) if m is not None]
+
+    def eval(self) -> Victim:
+        for m in self.modules():
+            m.eval()
+        return self
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor, head: bool = False) -> torch.Tensor:
+        """Representations y = f(x) of uint8 or [0,1] float images, or the head output z = g(f(x)) when `head`."""
+        device = next(self.encoder.parameters()).device
+        y = self.encoder(to_float(images).to(device))
+        return (self.head(y) if head else y).float()
+
+
+def build_victim(spec: VictimSpec) -> Victim:
+    """Freshly initialised victim networks for `spec` (seeded)."""
+    torch.manual_seed(spec.seed)
+    encoder = build_encoder(spec.encoder)
+    head = ProjectionHead(encoder.dim, spec.head_hidden, spec.projection_dim)
+    predictor = AugmentationPredictor(encoder.dim, spec.watermark.hidden) if spec.watermark else None
+    return Victim(spec, encoder, head, predictor)
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_victim(victim: Victim, directory: Path) -> Path:
+    """Write `checkpoint.pt` into `directory` atomically; returns the checkpoint path."""
+    state = {
+        "spec": victim.spec.model_dump(),
+        "hash": victim.spec.config_hash(),
+        "encoder": victim.encoder.state_dict(),
+        "head": victim.head.state_dict(),
+        "predictor": victim.predictor.state_dict() if victim.predictor else None,
+        "history": victim.history,
+    }
+    path = directory / CHECKPOINT
+    _atomic_write(path, lambda tmp: torch.save(state, tmp))
+    victim.path = path
+    return path
+
+
+def load_victim(path: str | Path, map_location: str | torch.device = "cpu") -> Victim:
+    """Load a victim from a checkpoint file or its directory."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / CHECKPOINT
+    if not p.is_file():
+        raise FileNotFoundError(f"no victim checkpoint at {p}")
+    state = torch.load(p, map_location=map_location, weights_only=True)
+    spec = VictimSpec.model_validate(state["spec"])
+    victim = build_victim(spec)
+    victim.encoder.load_state_dict(state["encoder"])
+    victim.head.load_state_dict(state["head"])
+    if victim.predictor is not None:
+        victim.predictor.load_state_dict(state["predictor"])
+    victim.path = p
+    victim.history = list(state.get("history", []))
+    return victim.eval()
+
+
+def checkpoint_hash(path: str | Path) -> str:
+    """The config hash stored in a checkpoint."""
+    return str(torch.load(Path(path), map_location="cpu", weights_only=True)["hash"])
+
+
+def candidate_dirs(spec: VictimSpec, config_path: str | Path | None = None) -> list[Path]:
+    """Directories where `spec`'s checkpoint may live, shipped copy first."""
+    dirs = []
+    if config_path is not None:
+        dirs.append(Path(config_path).resolve().parent / "checkpoints" / spec.key)
+    dirs.append(victims_dir() / spec.key)
+    return dirs
+
+
+def find_cached(spec: VictimSpec, config_path: str | Path | None = None) -> Path | None:
+    """The checkpoint for exactly this spec (hash-checked), if one exists."""
+    for d in candidate_dirs(spec, config_path):
+        ckpt = d / CHECKPOINT
+        if ckpt.is_file() and checkpoint_hash(ckpt) == spec.config_hash():
+            return ckpt
+    return None
+
+
+def read_eval(checkpoint: Path) -> dict[str, Any]:
+    """Cached evaluation results stored beside a checkpoint (empty when none)."""
+    p = checkpoint.parent / EVAL
+    return json.loads(p.read_text()) if p.is_file() else {}
+
+
+def write_eval(checkpoint: Path, results: dict[str, Any]) -> None:
+    """Merge `results` into the evaluation cache beside a checkpoint (skipped when the folder is read-only)."""
+    p = checkpoint.parent / EVAL
+    merged = {**read_eval(checkpoint), **results}
+    if os.access(p.parent, os.W_OK):
+        _atomic_write(p, lambda tmp: tmp.write_text(json.dumps(merged, indent=2, sort_keys=True)))

@@ -1,0 +1,114 @@
+"""Attack methods and query strategies on synthetic data: losses fall, budgets hold to the image."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sslsteal import data
+from sslsteal.attack import AttackSpec, BudgetedQuery, QueryBudgetExceeded, steal
+from sslsteal.augment import to_float
+from sslsteal.config import ConfigError, parse
+from sslsteal.losses import LOSSES
+from sslsteal.models import ProjectionHead, build_encoder
+
+
+@pytest.fixture(scope="module")
+def victim() -> tuple[torch.nn.Module, torch.nn.Module]:
+    """A fixed random encoder and head stand in for the victim: the attack only sees its outputs."""
+    torch.manual_seed(0)
+    return build_encoder("small_cnn").eval(), ProjectionHead(256, 64, 32).eval()
+
+
+def _query(victim: tuple[torch.nn.Module, torch.nn.Module], head: bool = False):
+    encoder, proj = victim
+
+    @torch.no_grad()
+    def query(images: torch.Tensor) -> torch.Tensor:
+        y = encoder(to_float(images))
+        return proj(y) if head else y
+
+    return query
+
+
+def _images(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    chosen = data.load("synthetic:train").subset(n, seed=0)
+    return chosen.images, chosen.labels
+
+
+def test_budget_is_enforced_to_the_image() -> None:
+    q = BudgetedQuery(lambda x: torch.zeros(len(x), 4), budget=10)
+    q(torch.zeros(6, 3, 32, 32))
+    q(torch.zeros(4, 3, 32, 32))
+    assert q.used == 10
+    with pytest.raises(QueryBudgetExceeded, match="10 of 10"):
+        q(torch.zeros(1, 3, 32, 32))
+    assert q.used == 10
+
+
+def test_partial_answers_are_never_given() -> None:
+    calls: list[int] = []
+    q = BudgetedQuery(lambda x: calls.append(len(x)) or torch.zeros(len(x), 4), budget=5)
+    with pytest.raises(QueryBudgetExceeded):
+        q(torch.zeros(6, 3, 32, 32))
+    assert calls == [] and q.used == 0
+
+
+CASES = [("direct", "once"), ("direct", "augmented"), ("recreate_head", "augmented"), ("access_head", "once"), ("access_head", "augmented")]
+
+
+@pytest.mark.parametrize("method,strategy", CASES)
+def test_methods_learn_within_budget(victim, method: str, strategy: str) -> None:
+    spec = AttackSpec(method=method, strategy=strategy, loss="mse", queries=256, epochs=4, batch_size=64, head_epochs=3, lr=3e-3, query_batch=100)
+    images, labels = _images(spec.images_needed)
+    query = BudgetedQuery(_query(victim, head=method == "access_head"), spec.queries)
+    stolen = steal(spec, query, images, labels, encoder_name="small_cnn")
+    assert stolen.queries_used == query.used == 256
+    losses = [h["loss"] for h in stolen.history]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    with torch.no_grad():
+        assert stolen.encoder(torch.rand(2, 3, 32, 32)).shape == (2, 256)
+
+
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+def test_every_loss_steals(victim, loss: str) -> None:
+    spec = AttackSpec(loss=loss, queries=128, epochs=3, batch_size=64, lr=3e-3)
+    images, labels = _images(128)
+    query = BudgetedQuery(_query(victim), spec.queries)
+    stolen = steal(spec, query, images, labels, encoder_name="small_cnn")
+    losses = [h["loss"] for h in stolen.history]
+    assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0], losses
+    assert query.used == 128
+
+
+def test_attack_stops_at_the_budget(victim) -> None:
+    spec = AttackSpec(queries=300, epochs=1)
+    images, _ = _images(spec.images_needed)
+    query = BudgetedQuery(_query(victim), budget=200)
+    with pytest.raises(QueryBudgetExceeded):
+        steal(spec, query, images, encoder_name="small_cnn")
+    assert query.used <= 200
+
+
+def test_epoch_callback_sees_the_encoder(victim) -> None:
+    seen: list[int] = []
+    spec = AttackSpec(queries=64, epochs=2, batch_size=32)
+    images, _ = _images(64)
+    steal(spec, _query(victim), images, encoder_name="small_cnn", on_epoch=lambda e, rec, enc: seen.append(e))
+    assert seen == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "fields,needle",
+    [
+        ({"loss": "l1"}, "loss: unknown loss 'l1'"),
+        ({"queries": -5}, "queries: Input should be greater than 0"),
+        ({"method": "recreate_head", "strategy": "once"}, "strategy: augmented"),
+        ({"loss": "infonce", "loss_params": {"temperature": -1}}, "temperature"),
+        ({"query_data": "imagenet:train"}, "query_data: unknown dataset"),
+        ({"queries": 1, "strategy": "augmented", "views": 2}, "buy no image"),
+    ],
+)
+def test_bad_attack_specs_name_the_key(fields: dict, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        parse(AttackSpec, {"queries": 100, **fields})
