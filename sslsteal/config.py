@@ -53,8 +53,12 @@ def errors_of(exc: ValidationError, prefix: str = "") -> list[str]:
     """pydantic errors as 'key.path: message' lines."""
     lines = []
     for err in exc.errors():
-        path = _key_path(tuple(err["loc"]))
-        lines.append(f"{prefix}{path}: {_message(err)}")
+        nested = err.get("ctx", {}).get("error")
+        if isinstance(nested, ConfigError):  # a validator that parsed a sub-config: its lines carry their own key names
+            parent = _key_path(tuple(err["loc"])[:-1])
+            lines += [f"{prefix}{parent + '.' if parent != '<top>' else ''}{p}" for p in nested.problems]
+            continue
+        lines.append(f"{prefix}{_key_path(tuple(err['loc']))}: {_message(err)}")
     return lines
 
 

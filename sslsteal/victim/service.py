@@ -1,0 +1,316 @@
+"""The shared victim: one process serving representations to many attacker accounts.
+
+`VictimService` is a plain class (usable in-process) that Ray runs as a named, restartable, threaded
+actor (`create_service`). Every account has a budget, its own defense state and its own lock; requests of
+different accounts run concurrently, requests of one account in order. What must survive a restart
+(queries used, detections, proof-of-work paid, defense state) is written to `state_dir` before the answer
+leaves, and read back when Ray reruns the constructor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field, field_validator
+
+from sslsteal.config import StrictModel
+from sslsteal.victim import pow as hashcash
+
+
+class ServiceError(Exception):
+    """Base of the errors a caller gets; the service keeps serving everyone else."""
+
+
+class InvalidQuery(ServiceError, ValueError):
+    """Malformed request: wrong type, shape, dtype, range, non-finite values, or batch size."""
+
+
+class UnknownAccount(ServiceError, KeyError):
+    """An account that was never opened."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown account"
+
+
+class QueryBudgetExceeded(ServiceError):
+    """The request would take the account past its budget; nothing was answered."""
+
+
+class ProofOfWorkRequired(ServiceError):
+    """The account must solve the attached challenge (see `challenge`) before this request is answered."""
+
+
+class ServiceSpec(StrictModel):
+    """How the victim is served: per-account budget, request limits, defense, resources."""
+
+    budget: int = Field(10_000, gt=0, description="default per-account query budget")
+    max_batch: int = Field(1024, gt=0, description="largest number of images in one request")
+    defense: dict[str, Any] = Field(default_factory=lambda: {"name": "none"})
+    pow_mode: Literal["solve", "charge"] = Field("solve", description="solve: the caller must solve HashCash; charge: record expected hashes only")
+    num_cpus: float = Field(1.0, ge=0)
+    num_gpus: float = Field(0.0, ge=0, description="GPUs for the actor; fractional allowed")
+    max_concurrency: int = Field(4, gt=0, description="requests served at once (threads)")
+    state_dir: str | None = Field(None, description="where per-account state is persisted; none: kept in memory only")
+    seed: int = 0
+
+    @field_validator("defense")
+    @classmethod
+    def _valid_defense(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from sslsteal.victim.defenses import build_defense
+
+        build_defense(v)
+        return v
+
+
+@dataclass
+class Account:
+    """One attacker account: budget, usage, defense state (all picklable)."""
+
+    name: str
+    budget: int
+    used: int = 0
+    detections: int = 0
+    pow_hashes: float = 0.0
+    defense: dict[str, Any] = field(default_factory=dict)
+    pending: hashcash.Challenge | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"name": self.name, "budget": self.budget, "used": self.used, "detections": self.detections, "pow_hashes": self.pow_hashes, "defense": self.defense}
+
+    def stats(self) -> dict[str, Any]:
+        return {"account": self.name, "budget": self.budget, "queries_used": self.used, "detections": self.detections, "pow_hashes": self.pow_hashes}
+
+
+class VictimService:
+    """Serves `embed(images, account)` from a victim checkpoint with per-account budgets and defenses."""
+
+    def __init__(self, checkpoint: str, spec: dict[str, Any] | None = None) -> None:
+        from sslsteal.device import select_device, set_threads
+        from sslsteal.victim.checkpoint import load_victim
+        from sslsteal.victim.defenses import build_defense
+
+        self.spec = ServiceSpec.model_validate(spec or {})
+        set_threads(self.spec.num_cpus or None)
+        self.device = select_device()
+        self.victim = load_victim(checkpoint).to(self.device).eval()
+        self.defense = build_defense(self.spec.defense, seed=self.spec.seed)
+        self.input_shape = (3, 32, 32)
+        self._accounts: dict[str, Account] = {}
+        self._registry_lock = threading.Lock()
+        self._state_dir = Path(self.spec.state_dir) if self.spec.state_dir else None
+        self._restore()
+
+    # -- accounts ---------------------------------------------------------------------------------
+    def open_account(self, account: str, budget: int | None = None) -> dict[str, Any]:
+        """Create `account` with `budget` (the service default when None); opening it again changes nothing."""
+        name = self._check_account(account)
+        if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool) or budget <= 0):
+            raise InvalidQuery(f"budget must be a positive int, got {budget!r}")
+        with self._registry_lock:
+            acc = self._accounts.get(name)
+            if acc is None:
+                acc = Account(name, budget or self.spec.budget, defense=self.defense.init_state(name))
+                self._accounts[name] = acc
+                self._persist(acc)
+        return acc.stats()
+
+    def stats(self, account: str) -> dict[str, Any]:
+        """Queries used, detections and proof-of-work paid by `account`."""
+        return self._get(account).stats()
+
+    def info(self) -> dict[str, Any]:
+        """Where and how the victim runs: node, process, device, shapes (for tests and dashboards)."""
+        import ray
+
+        node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+        return {
+            "node_id": node,
+            "pid": os.getpid(),
+            "device": str(self.device),
+            "victim": self.victim.spec.key,
+            "input_shape": self.input_shape,
+            "rep_dim": self.victim.encoder.dim,
+            "head_dim": self.victim.spec.projection_dim,
+            "defense": self.spec.defense.get("name", "none"),
+            "accounts": len(self._accounts),
+        }
+
+    # -- proof of work ----------------------------------------------------------------------------
+    def challenge(self, account: str) -> hashcash.Challenge | None:
+        """The HashCash challenge the account must solve before its next request, or None when free."""
+        acc = self._get(account)
+        bits = self.defense.pow_bits(acc.defense)
+        if bits <= 0 or self.spec.pow_mode == "charge":
+            return None
+        with acc.lock:
+            acc.pending = hashcash.issue(bits)
+            return acc.pending
+
+    def _pay(self, acc: Account, proof: tuple[hashcash.Challenge, int] | None) -> None:
+        bits = self.defense.pow_bits(acc.defense)
+        if bits <= 0:
+            return
+        if self.spec.pow_mode == "charge":
+            acc.pow_hashes += hashcash.expected_hashes(bits)
+            return
+        if acc.pending is None:
+            acc.pending = hashcash.issue(bits)
+            raise ProofOfWorkRequired(f"account {acc.name!r} must solve a {bits}-bit challenge first")
+        if proof is None or proof[0] != acc.pending or not hashcash.verify(proof[0], int(proof[1])):
+            raise ProofOfWorkRequired(f"account {acc.name!r}: missing or wrong proof of work for the pending {acc.pending.bits}-bit challenge")
+        acc.pow_hashes += hashcash.expected_hashes(acc.pending.bits)
+        acc.pending = None
+
+    # -- serving ----------------------------------------------------------------------------------
+    def embed(self, images: Any, account: str, head: bool = False, proof: tuple[hashcash.Challenge, int] | None = None) -> np.ndarray:
+        """Representations (or head outputs z when `head`) of a uint8 or [0,1] float batch, as float32.
+
+        Each image answered counts one query; a request that would exceed the budget is refused whole.
+        """
+        acc = self._get(account)
+        x = self._validate(images)
+        n = len(x)
+        with acc.lock:
+            if acc.used + n > acc.budget:
+                raise QueryBudgetExceeded(f"account {acc.name!r}: request for {n} images exceeds the budget ({acc.used} of {acc.budget} used)")
+            self._pay(acc, proof)
+            with torch.inference_mode():
+                batch = x.to(self.device, non_blocking=True)
+                batch = batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch.float()
+                rep = self.victim.encoder(batch).float()
+                z = self.victim.head(rep).float()
+            answer, flagged = self.defense.apply(acc.defense, z if head else rep, rep, z)
+            acc.used += n
+            acc.detections += int(flagged.sum())
+            self._persist(acc)
+            return answer.float().cpu().numpy()
+
+    # -- validation -------------------------------------------------------------------------------
+    @staticmethod
+    def _check_account(account: Any) -> str:
+        if not isinstance(account, str) or not account or len(account) > 200:
+            raise InvalidQuery(f"account must be a non-empty string of at most 200 characters, got {type(account).__name__} {account!r:.50}")
+        return account
+
+    def _get(self, account: Any) -> Account:
+        name = self._check_account(account)
+        acc = self._accounts.get(name)
+        if acc is None:
+            raise UnknownAccount(f"account {name!r} was never opened (open_account first)")
+        return acc
+
+    def _validate(self, images: Any) -> torch.Tensor:
+        if isinstance(images, np.ndarray):
+            # arrays from Ray's object store are read-only; torch needs a writable buffer
+            x = torch.from_numpy(images if images.flags.writeable else images.copy())
+        elif isinstance(images, torch.Tensor):
+            x = images.detach().cpu()
+        else:
+            raise InvalidQuery(f"images must be a numpy array or torch tensor, got {type(images).__name__}")
+        if x.dim() != 4 or tuple(x.shape[1:]) != self.input_shape:
+            raise InvalidQuery(f"images must have shape (N, {', '.join(map(str, self.input_shape))}), got {tuple(x.shape)}")
+        if len(x) == 0:
+            raise InvalidQuery("empty batch: send at least one image")
+        if len(x) > self.spec.max_batch:
+            raise InvalidQuery(f"batch of {len(x)} images exceeds max_batch {self.spec.max_batch}")
+        if x.dtype == torch.uint8:
+            return x
+        if x.dtype not in (torch.float16, torch.float32, torch.float64, torch.bfloat16):
+            raise InvalidQuery(f"images must be uint8 or float, got {x.dtype}")
+        if not bool(torch.isfinite(x).all()):
+            raise InvalidQuery("images contain NaN or infinite values")
+        if float(x.min()) < 0.0 or float(x.max()) > 1.0:
+            raise InvalidQuery(f"float images must lie in [0, 1], got range [{float(x.min()):.3g}, {float(x.max()):.3g}]")
+        return x
+
+    # -- persistence ------------------------------------------------------------------------------
+    def _state_path(self, name: str) -> Path:
+        assert self._state_dir is not None
+        return self._state_dir / f"{hashlib.sha256(name.encode()).hexdigest()[:24]}.pkl"
+
+    def _persist(self, acc: Account) -> None:
+        if self._state_dir is None:
+            return
+        self._state_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self._state_dir, prefix=".acc.")
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(acc.snapshot(), f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, self._state_path(acc.name))
+
+    def _restore(self) -> None:
+        if self._state_dir is None or not self._state_dir.is_dir():
+            return
+        for path in self._state_dir.glob("*.pkl"):
+            with path.open("rb") as f:
+                snap = pickle.load(f)
+            self._accounts[snap["name"]] = Account(**snap)
+
+
+def service_name(sweep: str) -> tuple[str, str]:
+    """(actor name, namespace) of the victim service of a sweep."""
+    return "victim", f"sslsteal-{sweep}"
+
+
+def create_service(checkpoint: str | Path, spec: ServiceSpec, *, name: str = "victim", namespace: str | None = None) -> Any:
+    """Start the named, restartable victim actor (on a GPU node when `spec.num_gpus` > 0)."""
+    import ray
+
+    actor = ray.remote(VictimService).options(
+        name=name,
+        namespace=namespace,
+        num_cpus=spec.num_cpus,
+        num_gpus=spec.num_gpus,
+        max_restarts=-1,
+        max_task_retries=3,
+        max_concurrency=spec.max_concurrency,
+    )
+    handle = actor.remote(str(checkpoint), spec.model_dump())
+    ray.get(handle.info.remote())  # surface construction errors here, not in the first trial
+    return handle
+
+
+class RemoteQuery:
+    """A `query(images) -> outputs` function over the actor for one account (solves proof of work when asked)."""
+
+    def __init__(self, handle: Any, account: str, head: bool = False) -> None:
+        self.handle = handle
+        self.account = account
+        self.head = head
+        self.hashes = 0
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        import ray
+
+        array = images.numpy() if images.dtype == torch.uint8 else images.float().numpy()
+        ref = ray.put(array)
+        challenge = ray.get(self.handle.challenge.remote(self.account))
+        proof = None
+        if challenge is not None:
+            nonce, tried = hashcash.solve(challenge)
+            self.hashes += tried
+            proof = (challenge, nonce)
+        return torch.from_numpy(ray.get(self.handle.embed.remote(ref, self.account, self.head, proof)).copy())
+
+
+def wait_until_serving(handle: Any, timeout: float = 300.0) -> dict[str, Any]:
+    """Block until the actor answers `info` (after a restart), or raise TimeoutError."""
+    import ray
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return ray.get(handle.info.remote(), timeout=max(1.0, deadline - time.monotonic()))
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            if time.monotonic() > deadline:
+                raise TimeoutError("victim service did not come back") from None

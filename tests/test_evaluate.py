@@ -1,0 +1,60 @@
+"""Linear probe, fidelity, probe protocol and the random floor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sslsteal.baselines import random_accuracy
+from sslsteal.config import ConfigError, parse
+from sslsteal.evaluate import ProbeSpec, extract_features, fidelity, linear_probe, probe_data
+
+
+def test_linear_probe_separates_separable_features() -> None:
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(4, 16)) * 5
+    y = rng.integers(0, 4, size=400)
+    x = centers[y] + rng.normal(size=(400, 16))
+    assert linear_probe(x[:300], y[:300], x[300:], y[300:]) > 95.0
+    noise = rng.normal(size=(400, 16))
+    assert linear_probe(noise[:300], y[:300], noise[300:], y[300:]) < 50.0
+
+
+def test_fidelity_reference_values() -> None:
+    a = np.array([[1.0, 0.0], [0.0, 2.0]])
+    b = np.array([[1.0, 0.0], [2.0, 0.0]])
+    f = fidelity(a, b)
+    assert f["fidelity.cosine"] == pytest.approx(0.5)
+    assert f["fidelity.l2"] == pytest.approx((0.0 + np.sqrt(8.0)) / 2)
+    same = fidelity(a, a)
+    assert same["fidelity.cosine"] == pytest.approx(1.0) and same["fidelity.l2"] == 0.0
+
+
+def test_extract_features_accepts_uint8_and_a_plain_function() -> None:
+    images = torch.full((5, 3, 4, 4), 255, dtype=torch.uint8)
+    feats = extract_features(lambda x: x.flatten(1).mean(1, keepdim=True), images, batch_size=2)
+    assert feats.shape == (5, 1) and np.allclose(feats, 1.0)
+
+
+def test_probe_spec_validation() -> None:
+    with pytest.raises(ConfigError, match="downstream: unknown dataset 'imagenet'"):
+        parse(ProbeSpec, {"downstream": ["imagenet"]})
+    assert ProbeSpec(train_images=10).key("cifar10") == "cifar10|train=10|test=all"
+
+
+def test_random_floor_is_cached_and_above_chance() -> None:
+    probe = ProbeSpec(downstream=["synthetic"], train_images=500, test_images=200)
+    first = random_accuracy("small_cnn", "synthetic", probe)
+    assert first > 20.0  # random conv features are far better than chance (10%)
+    assert random_accuracy("small_cnn", "synthetic", probe) == first
+
+
+def test_fashion_mnist_probe_data_is_reshaped_for_the_encoder() -> None:
+    if not Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip("Debian package dataset-fashion-mnist is not installed")
+    task = probe_data("fashion_mnist", train_images=100, test_images=50)
+    assert task.train_images.shape == (100, 3, 32, 32) and task.test_images.shape == (50, 3, 32, 32)
+    assert task.train_images.dtype == torch.uint8 and set(np.unique(task.test_labels)) <= set(range(10))

@@ -1,0 +1,179 @@
+"""The shared victim actor on a real local Ray runtime: accounts, budgets, isolation, hostile input, restarts."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import ray
+import torch
+
+from conftest import tiny_victim_spec
+from sslsteal.victim.service import (
+    InvalidQuery,
+    QueryBudgetExceeded,
+    RemoteQuery,
+    ServiceSpec,
+    UnknownAccount,
+    VictimService,
+    create_service,
+    wait_until_serving,
+)
+from sslsteal.victim.spec import VictimSpec
+from sslsteal.victim.train import get_or_train
+
+
+@pytest.fixture(scope="module")
+def checkpoint() -> str:
+    path, _ = get_or_train(VictimSpec.model_validate(tiny_victim_spec(name="service")), progress=False)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="sslsteal-tests")
+    yield
+    ray.shutdown()
+
+
+def _images(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)
+
+
+MALFORMED = [
+    ("wrong shape", _images(2)[:, :, :16], "shape"),
+    ("wrong rank", _images(2)[0], "shape"),
+    ("wrong dtype", _images(2).astype(np.int32), "uint8 or float"),
+    ("NaN", np.full((2, 3, 32, 32), np.nan, dtype=np.float32), "NaN"),
+    ("out of range", np.full((2, 3, 32, 32), 3.0, dtype=np.float32), r"\[0, 1\]"),
+    ("empty batch", _images(0), "empty batch"),
+    ("oversized batch", _images(65), "max_batch"),
+    ("not an array", [[1, 2, 3]], "numpy array or torch tensor"),
+]
+
+
+def test_in_process_validation_and_budget(checkpoint: str) -> None:
+    service = VictimService(checkpoint, {"budget": 10, "max_batch": 64})
+    service.open_account("a")
+    for _, bad, needle in MALFORMED:
+        with pytest.raises(InvalidQuery, match=needle):
+            service.embed(bad, "a")
+    with pytest.raises(InvalidQuery, match="account must be a non-empty string"):
+        service.embed(_images(1), 42)  # type: ignore[arg-type]
+    with pytest.raises(UnknownAccount):
+        service.embed(_images(1), "never-opened")
+    assert service.embed(_images(6), "a").shape == (6, 256)
+    assert service.embed(_images(4).astype(np.float32) / 255, "a", head=True).shape == (4, 128)
+    with pytest.raises(QueryBudgetExceeded, match="10 of 10"):
+        service.embed(_images(1), "a")
+    assert service.stats("a")["queries_used"] == 10
+
+
+def test_answers_match_the_victim(checkpoint: str) -> None:
+    from sslsteal.victim.checkpoint import load_victim
+
+    service = VictimService(checkpoint)
+    service.open_account("a")
+    x = _images(5)
+    expected = load_victim(checkpoint).embed(torch.from_numpy(x)).numpy()
+    assert np.allclose(service.embed(x, "a"), expected, atol=1e-5)
+
+
+def test_budget_over_the_actor_is_exact_and_refusals_answer_nothing(ray_local, checkpoint: str) -> None:
+    handle = create_service(checkpoint, ServiceSpec(budget=100, max_batch=64), name="budget")
+    ray.get(handle.open_account.remote("alice", 10))
+    ray.get(handle.embed.remote(_images(7), "alice"))
+    with pytest.raises(QueryBudgetExceeded):
+        ray.get(handle.embed.remote(_images(4), "alice"))  # 7 + 4 > 10: refused whole
+    assert ray.get(handle.stats.remote("alice"))["queries_used"] == 7
+    ray.get(handle.embed.remote(_images(3), "alice"))  # exactly to the budget
+    with pytest.raises(QueryBudgetExceeded):
+        ray.get(handle.embed.remote(_images(1), "alice"))
+    assert ray.get(handle.stats.remote("alice"))["queries_used"] == 10
+    ray.kill(handle, no_restart=True)
+
+
+def test_two_trials_query_one_actor_concurrently(ray_local, checkpoint: str) -> None:
+    @ray.remote(num_cpus=0)
+    def attacker(account: str, rounds: int, seed: int) -> tuple[str, int, list[int]]:
+        """One trial's worth of queries (defined here so Ray ships it by value, not by test-module name)."""
+        import numpy
+        import torch as th
+
+        from sslsteal.victim.service import RemoteQuery
+
+        handle = ray.get_actor("shared")
+        query = RemoteQuery(handle, account)
+        rng = numpy.random.default_rng(seed)
+        sizes = [len(query(th.from_numpy(rng.integers(0, 256, size=(32, 3, 32, 32), dtype=numpy.uint8)))) for _ in range(rounds)]
+        return account, ray.get(handle.stats.remote(account))["queries_used"], sizes
+
+    handle = create_service(checkpoint, ServiceSpec(budget=1000), name="shared")
+    for acc in ("trial-1", "trial-2"):
+        ray.get(handle.open_account.remote(acc, 320))
+    results = ray.get([attacker.remote("trial-1", 10, 0), attacker.remote("trial-2", 10, 100)])
+    assert sorted((a, used) for a, used, _ in results) == [("trial-1", 320), ("trial-2", 320)]
+    assert all(sizes == [32] * 10 for _, _, sizes in results)
+    with pytest.raises(QueryBudgetExceeded):
+        RemoteQuery(handle, "trial-1")(torch.from_numpy(_images(1)))
+    ray.kill(handle, no_restart=True)
+
+
+def test_defense_history_never_crosses_accounts(ray_local, checkpoint: str) -> None:
+    spec = ServiceSpec(defense={"name": "similarity", "space": "rep", "metric": "cosine", "threshold": 0.999, "mean_big": 1000.0, "sigma": 1.0})
+    handle = create_service(checkpoint, spec, name="isolation")
+    for acc in ("a", "b"):
+        ray.get(handle.open_account.remote(acc))
+    from sslsteal import data
+
+    x = data.load("synthetic:test").images[:8].numpy()  # distinct images (noise images look alike to a CNN)
+    first = ray.get(handle.embed.remote(x, "a"))
+    repeat = ray.get(handle.embed.remote(x, "a"))
+    other = ray.get(handle.embed.remote(x, "b"))
+    assert np.abs(repeat).mean() > 100  # a's repeats are answered with large noise
+    assert np.allclose(other, first, atol=1e-4)  # b's first look at the same images is truthful
+    assert ray.get(handle.stats.remote("a"))["detections"] == 8
+    assert ray.get(handle.stats.remote("b"))["detections"] == 0
+    ray.kill(handle, no_restart=True)
+
+
+def test_actor_survives_malformed_requests_and_being_killed(ray_local, checkpoint: str, tmp_path: Path) -> None:
+    spec = ServiceSpec(budget=50, max_batch=64, state_dir=str(tmp_path / "state"))
+    handle = create_service(checkpoint, spec, name="hostile")
+    ray.get(handle.open_account.remote("victimised"))
+    pid = ray.get(handle.info.remote())["pid"]
+    for label, bad, _ in MALFORMED:
+        with pytest.raises(InvalidQuery):
+            ray.get(handle.embed.remote(bad, "victimised"))
+    with pytest.raises(InvalidQuery):
+        ray.get(handle.embed.remote(_images(1), None))
+    assert ray.get(handle.info.remote())["pid"] == pid  # same process: nothing crashed
+    ray.get(handle.embed.remote(_images(20), "victimised"))
+
+    os.kill(pid, signal.SIGKILL)
+    info = wait_until_serving(handle)
+    assert info["pid"] != pid
+    stats = ray.get(handle.stats.remote("victimised"))
+    assert stats["queries_used"] == 20 and stats["budget"] == 50  # budgets survive the restart
+    ray.get(handle.embed.remote(_images(30), "victimised"))
+    with pytest.raises(QueryBudgetExceeded):
+        ray.get(handle.embed.remote(_images(1), "victimised"))
+    ray.kill(handle, no_restart=True)
+
+
+def test_proof_of_work_is_solved_by_the_client_and_recorded(ray_local, checkpoint: str) -> None:
+    spec = ServiceSpec(defense={"name": "pow", "base_bits": 6, "scale_bits": 4, "max_bits": 10})
+    handle = create_service(checkpoint, spec, name="pow")
+    ray.get(handle.open_account.remote("miner"))
+    from sslsteal.victim.service import ProofOfWorkRequired
+
+    with pytest.raises(ProofOfWorkRequired):
+        ray.get(handle.embed.remote(_images(2), "miner"))
+    query = RemoteQuery(handle, "miner")
+    assert query(torch.from_numpy(_images(2))).shape == (2, 256)
+    assert query.hashes > 0
+    assert ray.get(handle.stats.remote("miner"))["pow_hashes"] >= 2**6
+    ray.kill(handle, no_restart=True)
