@@ -54,7 +54,6 @@ def main() -> None:
     local = VictimService(checkpoint, {"budget": budget, "num_cpus": args.cpus})
     local.open_account("local")
     in_process = _rate(lambda: local.embed(images, "local"), args.seconds)
-    del local
 
     ray.init(num_cpus=int(args.cpus) + 1, include_dashboard=False, log_to_driver=False)
     handle = create_service(checkpoint, ServiceSpec(budget=budget, num_cpus=args.cpus, max_concurrency=4))

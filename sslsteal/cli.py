@@ -39,6 +39,12 @@ def _steal(args: argparse.Namespace) -> int:
     spec = config.load(RunSpec, args.config, args.set)
     result = run_steal(spec, config_path=args.config, progress=not args.quiet)
     print(format_table(result))
+    if args.output:
+        import json
+        from pathlib import Path
+
+        record = {"config": spec.model_dump(mode="json"), "victim": result["victim"], "metrics": result["metrics"]}
+        Path(args.output).write_text(json.dumps(record, indent=2))
     return 0
 
 
@@ -56,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     steal = sub.add_parser("steal", help="steal one encoder from a local victim and print a result table")
     steal.add_argument("config", help="run YAML with victim, attack and evaluate sections")
     steal.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. attack.queries=1000 (repeatable)")
+    steal.add_argument("--output", metavar="FILE.json", help="also write the config and metrics as JSON")
     steal.add_argument("--quiet", action="store_true", help="no progress bars")
     steal.set_defaults(func=_steal)
     return parser

@@ -12,16 +12,17 @@ import io
 import os
 import re
 import shutil
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from sslsteal.fileio import atomic_write
 
 __all__ = [
     "DATASETS",
@@ -229,23 +230,9 @@ def _write_cache(name: str, split: str, arrays: Arrays) -> None:
     images_path, labels_path = _cache_paths(name, split)
     try:
         for path, array in ((labels_path, arrays[1]), (images_path, arrays[0])):
-            _write_atomic(path, lambda f, array=array: np.save(f, array))
+            atomic_write(path, lambda f, array=array: np.save(f, array))
     except OSError as exc:
         warnings.warn(f"could not cache {name}:{split} under {images_path.parent}: {exc}")
-
-
-def _write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write path through a temporary file in its folder and os.replace: readers see all or nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared cache should stay readable
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _normalise(info: DatasetInfo, split: str, images: Any, labels: Any) -> Arrays:
@@ -411,7 +398,7 @@ def _unpack_gz(source: Path, target: Path) -> None:
         out = target / gz.stem
         if not out.is_file():
             with gzip.open(gz, "rb") as src:
-                _write_atomic(out, lambda dst, src=src: shutil.copyfileobj(src, dst))
+                atomic_write(out, lambda dst, src=src: shutil.copyfileobj(src, dst))
 
 
 SYNTHETIC_SIZES = {"train": 2000, "test": 500}

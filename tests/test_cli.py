@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import tiny_victim_spec
+
 from sslsteal.cli import main
 
 
@@ -74,9 +75,12 @@ def test_usage_error_exit_code_from_the_console_script(tmp_path: Path) -> None:
 
 def test_steal_on_synthetic_prints_a_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = _write(tmp_path, _run(tmp_path, {"loss": "mse", "queries": 500, "query_data": "synthetic:test", "epochs": 2}))
-    assert main(["steal", str(path), "--quiet", "--set", "attack.queries=200", "--set", "attack.loss=cosine"]) == 0
+    out_json = tmp_path / "result.json"
+    assert main(["steal", str(path), "--quiet", "--set", "attack.queries=200", "--set", "attack.loss=cosine", "--output", str(out_json)]) == 0
     out = capsys.readouterr().out
     assert "queries used 200" in out and "direct/cosine" in out and "synthetic" in out and "fidelity: cosine" in out
+    record = json.loads(out_json.read_text())
+    assert record["config"]["attack"]["loss"] == "cosine" and record["metrics"]["queries_used"] == 200
 
 
 def test_bad_override(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

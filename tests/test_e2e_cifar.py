@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO
+
 from sslsteal.cli import main
 from sslsteal.config import load
 from sslsteal.run import RunSpec, run_steal

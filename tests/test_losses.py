@@ -22,6 +22,7 @@ from sslsteal.losses.softnn import softnn
 from sslsteal.losses.supcon import supcon
 from sslsteal.losses.wasserstein import wasserstein
 
+
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """Tiny tensors: extra intra-op threads only add contention on a shared CPU."""

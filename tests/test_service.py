@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import ray
 import torch
-
 from conftest import tiny_victim_spec
+
 from sslsteal.victim.service import (
     InvalidQuery,
     QueryBudgetExceeded,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import REPO, tiny_victim_spec
+
 from sslsteal.config import ConfigError, load, parse
 from sslsteal.victim.checkpoint import checkpoint_hash, load_victim, save_victim
 from sslsteal.victim.spec import VictimSpec

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 import torch
 
 from sslsteal.augment import to_float
+from sslsteal.fileio import atomic_write
 from sslsteal.models import AugmentationPredictor, Encoder, ProjectionHead, build_encoder
 from sslsteal.victim.spec import VictimSpec
 
@@ -73,18 +72,6 @@ def build_victim(spec: VictimSpec) -> Victim:
     return Victim(spec, encoder, head, predictor)
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_victim(victim: Victim, directory: Path) -> Path:
     """Write `checkpoint.pt` into `directory` atomically; returns the checkpoint path."""
     state = {
@@ -96,7 +83,7 @@ def save_victim(victim: Victim, directory: Path) -> Path:
         "history": victim.history,
     }
     path = directory / CHECKPOINT
-    _atomic_write(path, lambda tmp: torch.save(state, tmp))
+    atomic_write(path, lambda f: torch.save(state, f))
     victim.path = path
     return path
 
@@ -154,4 +141,4 @@ def write_eval(checkpoint: Path, results: dict[str, Any]) -> None:
     p = checkpoint.parent / EVAL
     merged = {**read_eval(checkpoint), **results}
     if os.access(p.parent, os.W_OK):
-        _atomic_write(p, lambda tmp: tmp.write_text(json.dumps(merged, indent=2, sort_keys=True)))
+        atomic_write(p, lambda f: f.write(json.dumps(merged, indent=2, sort_keys=True).encode()))

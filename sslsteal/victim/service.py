@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import torch
 from pydantic import Field, field_validator
 
 from sslsteal.config import StrictModel
+from sslsteal.fileio import atomic_write
 from sslsteal.victim import pow as hashcash
 
 
@@ -242,11 +242,8 @@ class VictimService:
     def _persist(self, acc: Account) -> None:
         if self._state_dir is None:
             return
-        self._state_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self._state_dir, prefix=".acc.")
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(acc.snapshot(), f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, self._state_path(acc.name))
+        snapshot = acc.snapshot()
+        atomic_write(self._state_path(acc.name), lambda f: pickle.dump(snapshot, f, protocol=pickle.HIGHEST_PROTOCOL))
 
     def _restore(self) -> None:
         if self._state_dir is None or not self._state_dir.is_dir():
