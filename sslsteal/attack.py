@@ -23,7 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sslsteal.augment import AUGMENTATIONS, SimCLRAugment, to_float
-from sslsteal.config import StrictModel
+from sslsteal.config import ConfigError, StrictModel
 from sslsteal.models import Encoder, ProjectionHead, build_encoder
 
 QueryFn = Callable[[torch.Tensor], torch.Tensor]
@@ -101,6 +101,7 @@ class AttackSpec(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> AttackSpec:
+        from sslsteal.data import DATASETS, parse_spec
         from sslsteal.losses import make_loss
 
         try:
@@ -110,7 +111,11 @@ class AttackSpec(StrictModel):
         if self.method == "recreate_head" and self.strategy != "augmented":
             raise ValueError("method recreate_head needs victim outputs of several views per image: set strategy: augmented")
         if self.images_needed < 1:
-            raise ValueError(f"queries {self.queries} buy no image at {self.views} views each")
+            raise ConfigError([f"queries: {self.queries} queries buy no image at {self.views} views each"])
+        name, split = parse_spec(self.query_data)
+        available = DATASETS[name].sizes[split]
+        if self.images_needed > available:
+            raise ConfigError([f"queries: {self.queries} queries need {self.images_needed} images but {self.query_data} has {available}"])
         return self
 
     @property

@@ -44,6 +44,14 @@ def _message(err: dict[str, Any]) -> str:
     return msg
 
 
+def _join(loc: tuple[Any, ...], problem: str) -> str:
+    """Key path of a nested problem: `loc` + the problem's own path, unless that already repeats loc's last key."""
+    parts = [str(p) for p in loc if not str(p)[:1].isupper()]
+    if parts and problem.split(".", 1)[0].split(":", 1)[0] == parts[-1]:
+        parts = parts[:-1]
+    return ".".join(parts + [problem])
+
+
 def by_kind(v: Any) -> str:
     """Discriminator for `path | inline spec` fields: a mapping is an inline spec, anything else a path."""
     return "Spec" if isinstance(v, (dict, BaseModel)) else "Path"
@@ -54,9 +62,8 @@ def errors_of(exc: ValidationError, prefix: str = "") -> list[str]:
     lines = []
     for err in exc.errors():
         nested = err.get("ctx", {}).get("error")
-        if isinstance(nested, ConfigError):  # a validator that parsed a sub-config: its lines carry their own key names
-            parent = _key_path(tuple(err["loc"])[:-1])
-            lines += [f"{prefix}{parent + '.' if parent != '<top>' else ''}{p}" for p in nested.problems]
+        if isinstance(nested, ConfigError):  # raised by a validator: its lines name keys relative to where it ran
+            lines += [f"{prefix}{_join(tuple(err['loc']), p)}" for p in nested.problems]
             continue
         lines.append(f"{prefix}{_key_path(tuple(err['loc']))}: {_message(err)}")
     return lines

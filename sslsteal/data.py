@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,15 +118,19 @@ class ImageSet:
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """A registered dataset: its splits, classes, image shape (C, H, W) and source loader."""
+    """A registered dataset: its splits and their sizes, classes, image shape (C, H, W) and source loader."""
 
     name: str
-    splits: tuple[str, ...]
+    sizes: dict[str, int]
     num_classes: int
     shape: tuple[int, int, int]
     loader: Loader
     description: str
     cache: bool = True  # False for generated data, which is quicker to rebuild than to read
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return tuple(self.sizes)
 
 
 DATASETS: dict[str, DatasetInfo] = {}
@@ -135,20 +139,23 @@ DATASETS: dict[str, DatasetInfo] = {}
 def register_dataset(
     name: str,
     *,
-    splits: Iterable[str],
+    splits: dict[str, int],
     num_classes: int,
     shape: tuple[int, int, int],
     description: str,
     cache: bool = True,
 ) -> Callable[[Loader], Loader]:
-    """Decorator registering ``loader(split, roots, cache_dir) -> (images, labels)`` under name."""
+    """Decorator registering ``loader(split, roots, cache_dir) -> (images, labels)`` under name.
+
+    splits maps each split to its nominal size, so configs can be checked (e.g. a query budget) without loading data.
+    """
 
     def decorate(loader: Loader) -> Loader:
         if name in DATASETS:
             raise ValueError(f"dataset {name!r} is already registered")
         if ":" in name:
             raise ValueError(f"dataset name {name!r} must not contain ':'")
-        DATASETS[name] = DatasetInfo(name, tuple(splits), num_classes, tuple(shape), loader, description, cache)
+        DATASETS[name] = DatasetInfo(name, dict(splits), num_classes, tuple(shape), loader, description, cache)
         return loader
 
     return decorate
@@ -328,7 +335,7 @@ def _load_torchvision(name: str, split: str, roots: list[Path], folder: str, mak
 
 
 @register_dataset(
-    "cifar10", splits=("train", "test"), num_classes=10, shape=(3, 32, 32),
+    "cifar10", splits={"train": 50_000, "test": 10_000}, num_classes=10, shape=(3, 32, 32),
     description="CIFAR-10: 50k/10k 32x32 colour photos, 10 classes (torchvision files or Parquet)",
 )
 def _cifar10(split: str, roots: list[Path], cache: Path) -> Arrays:
@@ -339,7 +346,7 @@ def _cifar10(split: str, roots: list[Path], cache: Path) -> Arrays:
 
 
 @register_dataset(
-    "cifar100", splits=("train", "test"), num_classes=100, shape=(3, 32, 32),
+    "cifar100", splits={"train": 50_000, "test": 10_000}, num_classes=100, shape=(3, 32, 32),
     description="CIFAR-100: 50k/10k 32x32 colour photos, 100 fine classes",
 )
 def _cifar100(split: str, roots: list[Path], cache: Path) -> Arrays:
@@ -350,7 +357,7 @@ def _cifar100(split: str, roots: list[Path], cache: Path) -> Arrays:
 
 
 @register_dataset(
-    "svhn", splits=("train", "test"), num_classes=10, shape=(3, 32, 32),
+    "svhn", splits={"train": 73_257, "test": 26_032}, num_classes=10, shape=(3, 32, 32),
     description="SVHN: 73k/26k 32x32 house-number digits, 10 classes (digit 0 is label 0)",
 )
 def _svhn(split: str, roots: list[Path], cache: Path) -> Arrays:
@@ -361,7 +368,7 @@ def _svhn(split: str, roots: list[Path], cache: Path) -> Arrays:
 
 
 @register_dataset(
-    "stl10", splits=("train", "test", "unlabeled"), num_classes=10, shape=(3, 96, 96),
+    "stl10", splits={"train": 5_000, "test": 8_000, "unlabeled": 100_000}, num_classes=10, shape=(3, 96, 96),
     description="STL-10: 5k/8k labelled and 100k unlabeled (label -1) 96x96 colour photos, 10 classes",
 )
 def _stl10(split: str, roots: list[Path], cache: Path) -> Arrays:
@@ -372,7 +379,7 @@ def _stl10(split: str, roots: list[Path], cache: Path) -> Arrays:
 
 
 @register_dataset(
-    "fashion_mnist", splits=("train", "test"), num_classes=10, shape=(1, 28, 28),
+    "fashion_mnist", splits={"train": 60_000, "test": 10_000}, num_classes=10, shape=(1, 28, 28),
     description="Fashion-MNIST: 60k/10k 28x28 grey clothing images, 10 classes (torchvision files or Debian package)",
 )
 def _fashion_mnist(split: str, roots: list[Path], cache: Path) -> Arrays:
@@ -401,11 +408,13 @@ def _unpack_gz(source: Path, target: Path) -> None:
                 atomic_write(out, lambda dst, src=src: shutil.copyfileobj(src, dst))
 
 
+
+
 SYNTHETIC_SIZES = {"train": 2000, "test": 500}
 
 
 @register_dataset(
-    "synthetic", splits=("train", "test"), num_classes=10, shape=(3, 32, 32), cache=False,
+    "synthetic", splits=SYNTHETIC_SIZES, num_classes=10, shape=(3, 32, 32), cache=False,
     description="Generated in milliseconds for tests: per-class colour and stripe orientation, plus noise (2000/500)",
 )
 def _synthetic(split: str, roots: list[Path], cache: Path) -> Arrays:

@@ -13,7 +13,7 @@ import torch
 from pydantic import Discriminator, Field, Tag, field_validator
 
 from sslsteal.attack import AttackSpec, BudgetedQuery, QueryFn, StolenModel, steal
-from sslsteal.config import ConfigError, StrictModel, by_kind, load
+from sslsteal.config import StrictModel, by_kind, load
 from sslsteal.device import select_device
 from sslsteal.victim.checkpoint import Victim, load_victim
 from sslsteal.victim.spec import VictimSpec
@@ -70,10 +70,7 @@ def query_images(spec: AttackSpec, data_root: str | None = None) -> tuple[torch.
     """The attacker's query images (a seeded subset of query_data) and their labels."""
     from sslsteal import data
 
-    pool = data.load(spec.query_data, root=data_root)
-    if spec.images_needed > len(pool):
-        raise ConfigError([f"attack.queries: {spec.queries} queries need {spec.images_needed} images but {spec.query_data} has {len(pool)}"])
-    chosen = pool.subset(spec.images_needed, seed=spec.seed).to_shape(3, 32)
+    chosen = data.load(spec.query_data, root=data_root, size=spec.images_needed, seed=spec.seed).to_shape(3, 32)
     return chosen.images, chosen.labels
 
 

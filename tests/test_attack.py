@@ -106,7 +106,7 @@ def test_epoch_callback_sees_the_encoder(victim) -> None:
         ({"method": "recreate_head", "strategy": "once"}, "strategy: augmented"),
         ({"loss": "infonce", "loss_params": {"temperature": -1}}, "temperature"),
         ({"query_data": "imagenet:train"}, "query_data: unknown dataset"),
-        ({"queries": 1, "strategy": "augmented", "views": 2}, "buy no image"),
+        ({"queries": 1, "strategy": "augmented", "views": 2}, "queries: 1 queries buy no image"),
     ],
 )
 def test_bad_attack_specs_name_the_key(fields: dict, needle: str) -> None:

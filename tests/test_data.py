@@ -105,7 +105,7 @@ def test_register_dataset_normalises_nhwc_and_caches(monkeypatch: pytest.MonkeyP
     source = random_images(6, (4, 5, 3))  # NHWC, non-square
     calls = []
 
-    @register_dataset("toy", splits=("all",), num_classes=3, shape=(3, 4, 5), description="toy")
+    @register_dataset("toy", splits={"all": 6}, num_classes=3, shape=(3, 4, 5), description="toy")
     def toy(split: str, roots: list[Path], cache: Path) -> tuple[np.ndarray, np.ndarray]:
         calls.append((split, roots, cache))
         return source, np.arange(6) % 3
@@ -117,12 +117,12 @@ def test_register_dataset_normalises_nhwc_and_caches(monkeypatch: pytest.MonkeyP
         assert torch.equal(s.images, torch.from_numpy(source).permute(0, 3, 1, 2))
         assert s.labels.tolist() == [0, 1, 2, 0, 1, 2]
     with pytest.raises(ValueError, match="already registered"):
-        register_dataset("toy", splits=("all",), num_classes=3, shape=(3, 4, 5), description="again")(toy)
+        register_dataset("toy", splits={"all": 6}, num_classes=3, shape=(3, 4, 5), description="again")(toy)
 
 
 def test_loader_with_wrong_shape_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(data, "DATASETS", dict(DATASETS))
-    register_dataset("bad", splits=("train",), num_classes=2, shape=(3, 8, 8), description="bad")(
+    register_dataset("bad", splits={"train": 2}, num_classes=2, shape=(3, 8, 8), description="bad")(
         lambda split, roots, cache: (random_images(2, (3, 9, 9)), np.zeros(2)))
     with pytest.raises(ValueError, match=r"bad:train loader returned uint8 images \(2, 3, 9, 9\)"):
         load("bad")
