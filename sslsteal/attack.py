@@ -109,7 +109,7 @@ class AttackSpec(StrictModel):
         except ValueError as exc:
             raise ValueError(f"loss_params: {exc}") from None
         if self.method == "recreate_head" and self.strategy != "augmented":
-            raise ValueError("method recreate_head needs victim outputs of several views per image: set strategy: augmented")
+            raise ConfigError(["strategy: method recreate_head needs victim outputs of several views per image: use strategy augmented"])
         if self.images_needed < 1:
             raise ConfigError([f"queries: {self.queries} queries buy no image at {self.views} views each"])
         name, split = parse_spec(self.query_data)

@@ -48,6 +48,24 @@ def _steal(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate(args: argparse.Namespace) -> int:
+    from sslsteal.sweep_spec import plan_sweep
+
+    plan = plan_sweep(args.sweep, args.set)
+    run = plan.spec.run
+    res = run.resources_per_trial
+    print(f"{plan.source}: {plan.trials} trials, up to {run.max_concurrent_trials} at once, {res.cpu:g} CPU / {res.gpu:g} GPU each")
+    rows = plan.preview(args.show)
+    if rows and rows[0]:
+        keys = list(rows[0])
+        widths = [max(len(k), *(len(f"{r[k]:.3g}" if isinstance(r[k], float) else str(r[k])) for r in rows)) for k in keys]
+        print("  ".join(["#".rjust(3)] + [k.ljust(w) for k, w in zip(keys, widths)]))
+        for i, row in enumerate(rows, 1):
+            cells = [f"{row[k]:.3g}" if isinstance(row[k], float) else str(row[k]) for k in keys]
+            print("  ".join([str(i).rjust(3)] + [c.ljust(w) for c, w in zip(cells, widths)]))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sslsteal", description="Steal self-supervised encoders and measure defenses.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     steal.add_argument("--output", metavar="FILE.json", help="also write the config and metrics as JSON")
     steal.add_argument("--quiet", action="store_true", help="no progress bars")
     steal.set_defaults(func=_steal)
+    validate = sub.add_parser("validate", help="check a sweep file and print its trial count, without starting Ray")
+    validate.add_argument("sweep", help="sweep YAML")
+    validate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a value (repeatable)")
+    validate.add_argument("--show", type=int, default=5, help="trials to preview")
+    validate.set_defaults(func=_validate)
     return parser
 
 

@@ -47,6 +47,16 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
     return float(100.0 * (clf.predict(scaler.transform(test_x)) == test_y).mean())
 
 
+def known_datasets(names: list[str]) -> list[str]:
+    """`names` unchanged when every one is a registered dataset; ValueError naming the first unknown one."""
+    from sslsteal.data import DATASETS
+
+    unknown = [n for n in names if n not in DATASETS]
+    if unknown:
+        raise ValueError(f"unknown dataset {unknown[0]!r}; known: {', '.join(sorted(DATASETS))}")
+    return names
+
+
 class ProbeSpec(StrictModel):
     """The linear-evaluation protocol: downstream datasets and (optionally) subset sizes of their splits."""
 
@@ -57,12 +67,7 @@ class ProbeSpec(StrictModel):
     @field_validator("downstream")
     @classmethod
     def _known(cls, names: list[str]) -> list[str]:
-        from sslsteal.data import DATASETS
-
-        unknown = [n for n in names if n not in DATASETS]
-        if unknown:
-            raise ValueError(f"unknown dataset {unknown[0]!r}; known: {', '.join(sorted(DATASETS))}")
-        return names
+        return known_datasets(names)
 
     def key(self, dataset: str) -> str:
         """Cache key of one dataset's result under this protocol."""

@@ -29,11 +29,9 @@ class EvaluateSpec(StrictModel):
     @field_validator("downstream")
     @classmethod
     def _known(cls, names: list[str] | None) -> list[str] | None:
-        from sslsteal.evaluate import ProbeSpec
+        from sslsteal.evaluate import known_datasets
 
-        if names is not None:
-            ProbeSpec(downstream=names)
-        return names
+        return None if names is None else known_datasets(names)
 
 
 class RunSpec(StrictModel):

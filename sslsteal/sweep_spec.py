@@ -1,0 +1,153 @@
+"""Sweep YAML -> a validated plan: fixed values and search spaces for attack, defense and evaluation.
+
+Validation never starts Ray: every listed value of every search space (and both bounds of every range) is
+checked against the same specs a single run uses, and all problems are reported together with key paths
+such as `attack.loss.grid[2]`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Discriminator, Field, Tag
+
+from sslsteal.config import ConfigError, StrictModel, by_kind, errors_of, parse, read_yaml
+from sslsteal.search_space import Path_, SearchSpace, find_spaces, preview, substitute, trial_count
+from sslsteal.victim.spec import VictimSpec
+
+SEARCHABLE = ("attack", "defense", "evaluate")
+
+
+class Resources(StrictModel):
+    """What Ray reserves for each trial."""
+
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+
+
+class RunSettings(StrictModel):
+    """How the sweep runs: seeds, repetitions, concurrency, resources, retries."""
+
+    seed: int = 0
+    num_samples: int = Field(1, gt=0, description="repetitions of the grid; random spaces are drawn anew each time")
+    max_concurrent_trials: int = Field(2, gt=0)
+    resources_per_trial: Resources = Field(default_factory=Resources)
+    max_failures: int = Field(2, ge=0, description="retries of a failed trial")
+    data_root: str | None = None
+
+
+class TrackingSpec(StrictModel):
+    """Where results go: an MLflow tracking URI (a local SQLite file when null)."""
+
+    uri: str | None = None
+
+
+class SweepSpec(StrictModel):
+    """The whole sweep file; `attack`, `defense` and `evaluate` may hold search spaces anywhere."""
+
+    name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    victim: Annotated[Annotated[str, Tag("Path")] | Annotated[VictimSpec, Tag("Spec")], Discriminator(by_kind)]
+    attack: dict[str, Any]
+    defense: dict[str, Any] = Field(default_factory=lambda: {"name": "none"})
+    evaluate: dict[str, Any] = Field(default_factory=dict)
+    service: dict[str, Any] = Field(default_factory=dict, description="victim service options (budget default, limits, resources)")
+    run: RunSettings = Field(default_factory=RunSettings)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """A validated sweep: its spec, the searchable tree, its search spaces and the number of trials."""
+
+    spec: SweepSpec
+    tree: dict[str, Any]
+    spaces: dict[Path_, SearchSpace]
+    source: str
+
+    @property
+    def trials(self) -> int:
+        return trial_count(self.spaces, self.spec.run.num_samples)
+
+    def preview(self, limit: int = 5) -> list[dict[str, Any]]:
+        return preview(self.spaces, self.spec.run.num_samples, limit, self.spec.run.seed)
+
+
+def _problems(tree: dict[str, Any]) -> list[str]:
+    """Every problem of one concrete (search-space-free) attack/defense/evaluate tree."""
+    from sslsteal.attack import AttackSpec
+    from sslsteal.run import EvaluateSpec
+    from sslsteal.victim.defenses import build_defense
+
+    problems: list[str] = []
+    for key, model in (("attack", AttackSpec), ("evaluate", EvaluateSpec)):
+        try:
+            parse(model, tree[key])
+        except ConfigError as exc:
+            problems += [f"{key}{p.removeprefix('<top>')}" if p.startswith("<top>") else f"{key}.{p}" for p in exc.problems]
+    try:
+        build_defense(tree["defense"])
+    except ConfigError as exc:
+        problems += exc.problems
+    return problems
+
+
+def _under(problem: str, key: str) -> bool:
+    return problem.startswith(key + ":") or problem.startswith(key + ".")
+
+
+def _label(space: SearchSpace, index: int) -> str:
+    if space.kind in ("grid", "choice"):
+        return f"{space.kind}[{index}]"
+    return f"{space.kind}.{'low' if index == 0 else 'high'}"
+
+
+def validate_tree(tree: dict[str, Any], spaces: dict[Path_, SearchSpace]) -> list[str]:
+    """Problems of the base configuration (first candidate everywhere) and of every other candidate value."""
+    firsts = {path: space.candidates()[0] for path, space in spaces.items()}
+    base = _problems(substitute(tree, firsts))
+    out: list[str] = []
+    for problem in base:
+        owner = next((p for p in spaces if _under(problem, ".".join(p))), None)
+        out.append(problem.replace(".".join(owner), f"{'.'.join(owner)}.{_label(spaces[owner], 0)}", 1) if owner else problem)
+    for path, space in spaces.items():
+        key = ".".join(path)
+        for i, value in enumerate(space.candidates()[1:], start=1):
+            for problem in _problems(substitute(tree, {**firsts, path: value})):
+                if problem in base:
+                    continue
+                if _under(problem, key):
+                    out.append(problem.replace(key, f"{key}.{_label(space, i)}", 1))
+                else:
+                    out.append(f"{problem} (with {key} = {value!r})")
+    return list(dict.fromkeys(out))
+
+
+def plan_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepPlan:
+    """Read, validate and plan a sweep file; ConfigError lists every problem with its key path."""
+    from pydantic import ValidationError
+
+    from sslsteal.config import apply_overrides
+
+    source = str(path)
+    raw = apply_overrides(read_yaml(path), overrides or [])
+    problems: list[str] = []
+    spec: SweepSpec | None = None
+    try:
+        spec = SweepSpec.model_validate(raw)
+        tree = {key: getattr(spec, key) for key in SEARCHABLE}
+    except ValidationError as exc:  # keep going: the searchable sections can still be checked
+        problems += errors_of(exc)
+        defaults = SweepSpec.model_fields
+        tree = {key: raw.get(key, defaults[key].get_default(call_default_factory=True)) for key in SEARCHABLE}
+        tree = {key: value for key, value in tree.items() if isinstance(value, dict)}
+    if set(tree) == set(SEARCHABLE):
+        try:
+            spaces = find_spaces(tree)
+            problems += validate_tree(tree, spaces)
+        except ConfigError as exc:
+            problems += exc.problems
+    if problems or spec is None:
+        raise ConfigError(list(dict.fromkeys(problems)), source)
+    return SweepPlan(spec, tree, spaces, source)

@@ -1,0 +1,89 @@
+"""Sweep files: search-space syntax, Tune translation, validation of every candidate value, `sslsteal validate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import tiny_victim_spec
+
+from sslsteal.cli import main
+from sslsteal.config import ConfigError
+from sslsteal.search_space import SearchSpace, find_spaces, parse_space, preview, to_param_space, trial_count
+from sslsteal.sweep_spec import plan_sweep
+
+
+def _sweep(tmp_path: Path, **sections: object) -> Path:
+    data = {"name": "t", "victim": tiny_victim_spec(), "attack": {"loss": "mse", "queries": 100}, **sections}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_parse_space_kinds_and_errors() -> None:
+    assert parse_space({"grid": [1, 2]}, "k") == SearchSpace("grid", (1, 2))
+    assert parse_space({"loguniform": [1e-4, 1e-2]}, "k") == SearchSpace("loguniform", (1e-4, 1e-2))
+    assert parse_space(3, "k") is None and parse_space({"grid": 1, "x": 2}, "k") is None
+    for bad, needle in [
+        ({"grid": []}, "k.grid: expected a non-empty list"),
+        ({"uniform": [2, 1]}, "k.uniform: low 2 must be below high 1"),
+        ({"loguniform": [0, 1]}, "k.loguniform: bounds must be positive"),
+        ({"randint": [0.5, 3]}, "k.randint: bounds must be integers"),
+        ({"uniform": ["a", 1]}, "k.uniform: expected [low, high] numbers"),
+    ]:
+        with pytest.raises(ConfigError, match=needle.replace("[", r"\[")):
+            parse_space(bad, "k")
+
+
+def test_translation_to_tune_and_trial_count() -> None:
+    from ray import tune
+
+    tree = {"attack": {"loss": {"grid": ["mse", "infonce"]}, "lr": {"loguniform": [1e-4, 1e-2]}, "queries": {"grid": [1, 2, 3]}}}
+    spaces = find_spaces(tree)
+    assert trial_count(spaces) == 6 and trial_count(spaces, num_samples=2) == 12
+    space = to_param_space(tree, spaces)
+    assert space["attack"]["loss"] == tune.grid_search(["mse", "infonce"])
+    assert isinstance(space["attack"]["lr"], tune.search.sample.Float)
+    rows = preview(spaces, limit=10)
+    assert len(rows) == 6 and {r["attack.loss"] for r in rows} == {"mse", "infonce"}
+    assert all(1e-4 <= r["attack.lr"] <= 1e-2 for r in rows)
+
+
+def test_every_candidate_is_validated_with_its_key_path(tmp_path: Path) -> None:
+    path = _sweep(
+        tmp_path,
+        attack={"loss": {"grid": ["mse", "nope"]}, "queries": {"grid": [100, 20000]}, "method": {"choice": ["direct", "recreate_head"]}},
+        defense={"name": "noise", "sigma": {"grid": [0, -1]}},
+        evaluate={"downstream": ["imagenet"]},
+        run={"threads": 3},
+    )
+    with pytest.raises(ConfigError) as info:
+        plan_sweep(path)
+    text = str(info.value)
+    for needle in [
+        "run.threads: unknown key",
+        "attack.loss.grid[1]: unknown loss 'nope'",
+        "attack.queries.grid[1]: 20000 queries need 20000 images but cifar10:test has 10000",
+        "attack.strategy: method recreate_head needs",
+        "(with attack.method = 'recreate_head')",
+        "defense.sigma.grid[1]: Input should be greater than or equal to 0",
+        "evaluate.downstream: unknown dataset 'imagenet'",
+    ]:
+        assert needle in text, text
+
+
+def test_range_bounds_are_validated(tmp_path: Path) -> None:
+    path = _sweep(tmp_path, attack={"loss": "mse", "queries": {"randint": [0, 100]}})
+    with pytest.raises(ConfigError, match=r"attack.queries.randint.low: Input should be greater than 0"):
+        plan_sweep(path)
+
+
+def test_validate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _sweep(tmp_path, attack={"loss": {"grid": ["mse", "softnn"]}, "queries": {"grid": [100, 200]}}, run={"num_samples": 2})
+    assert main(["validate", str(path), "--show", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "8 trials" in out and "attack.loss" in out and len(out.strip().splitlines()) == 5
+    bad = _sweep(tmp_path, attack={"loss": {"grid": ["mse", "l7"]}, "queries": 100})
+    assert main(["validate", str(bad)]) == 2
+    assert "attack.loss.grid[1]: unknown loss 'l7'" in capsys.readouterr().err
