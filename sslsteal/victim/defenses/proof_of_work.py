@@ -7,12 +7,12 @@ from typing import Any
 from pydantic import Field, ValidationInfo, field_validator
 from torch import Tensor
 
-from sslsteal.victim.defenses.base import DEFENSES, Defense
-from sslsteal.victim.defenses.similarity import DetectorParams, SimilarityDetector
+from sslsteal.victim.defenses.base import DEFENSES
+from sslsteal.victim.defenses.similarity import DetectingDefense, DetectorParams
 
 
 @DEFENSES.register("pow")
-class PowDefense(Defense):
+class PowDefense(DetectingDefense):
     """Answers truthfully but charges `base_bits + round(scale_bits * flagged share)` HashCash bits, capped at `max_bits`."""
 
     class Params(DetectorParams):
@@ -31,13 +31,6 @@ class PowDefense(Defense):
             return v
 
     params: Params
-
-    def __init__(self, params: Params, seed: int = 0) -> None:
-        super().__init__(params, seed)
-        self.detector = SimilarityDetector(params)
-
-    def init_state(self, account: str) -> dict[str, Any]:
-        return super().init_state(account) | self.detector.init_state()
 
     def apply(self, state: dict[str, Any], out: Tensor, rep: Tensor, head: Tensor) -> tuple[Tensor, Tensor]:
         state["queries"] += out.shape[0]

@@ -72,8 +72,19 @@ class SimilarityDetector:
         return flagged
 
 
+class DetectingDefense(Defense):
+    """Base of defenses that run the similar-query detector on every account's stream."""
+
+    def __init__(self, params: DetectorParams, seed: int = 0) -> None:
+        super().__init__(params, seed)
+        self.detector = SimilarityDetector(params)
+
+    def init_state(self, account: str) -> dict[str, Any]:
+        return super().init_state(account) | self.detector.init_state()
+
+
 @DEFENSES.register("similarity")
-class SimilarityDefense(Defense):
+class SimilarityDefense(DetectingDefense):
     """Answers flagged (near-repeat) queries with N(mean_big, sigma) noise instead of the truth (Table 12)."""
 
     class Params(DetectorParams):
@@ -83,13 +94,6 @@ class SimilarityDefense(Defense):
         sigma: float = Field(1.0, ge=0, allow_inf_nan=False, description="standard deviation of that noise")
 
     params: Params
-
-    def __init__(self, params: Params, seed: int = 0) -> None:
-        super().__init__(params, seed)
-        self.detector = SimilarityDetector(params)
-
-    def init_state(self, account: str) -> dict[str, Any]:
-        return super().init_state(account) | self.detector.init_state()
 
     def apply(self, state: dict[str, Any], out: Tensor, rep: Tensor, head: Tensor) -> tuple[Tensor, Tensor]:
         state["queries"] += out.shape[0]
