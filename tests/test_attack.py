@@ -103,7 +103,7 @@ def test_epoch_callback_sees_the_encoder(victim) -> None:
     [
         ({"loss": "l1"}, "loss: unknown loss 'l1'"),
         ({"queries": -5}, "queries: Input should be greater than 0"),
-        ({"method": "recreate_head", "strategy": "once"}, "strategy: augmented"),
+        ({"method": "recreate_head", "strategy": "once"}, "strategy: method recreate_head needs"),
         ({"loss": "infonce", "loss_params": {"temperature": -1}}, "temperature"),
         ({"query_data": "imagenet:train"}, "query_data: unknown dataset"),
         ({"queries": 1, "strategy": "augmented", "views": 2}, "queries: 1 queries buy no image"),

@@ -254,11 +254,6 @@ class VictimService:
             self._accounts[snap["name"]] = Account(**snap)
 
 
-def service_name(sweep: str) -> tuple[str, str]:
-    """(actor name, namespace) of the victim service of a sweep."""
-    return "victim", f"sslsteal-{sweep}"
-
-
 def create_service(checkpoint: str | Path, spec: ServiceSpec, *, name: str = "victim", namespace: str | None = None) -> Any:
     """Start the named, restartable victim actor (on a GPU node when `spec.num_gpus` > 0)."""
     import ray
