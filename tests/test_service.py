@@ -72,6 +72,22 @@ def test_in_process_validation_and_budget(checkpoint: str) -> None:
     assert service.stats("a")["queries_used"] == 10
 
 
+def test_each_account_can_have_its_own_defense(checkpoint: str, tmp_path: Path) -> None:
+    """One shared victim serves a sweep over defense parameters: the defense is chosen per account."""
+    service = VictimService(checkpoint, {"state_dir": str(tmp_path)})
+    service.open_account("clean")
+    service.open_account("noisy", defense={"name": "noise", "mean": 10.0, "sigma": 0.0})
+    x = _images(4)
+    clean, noisy = service.embed(x, "clean"), service.embed(x, "noisy")
+    assert np.allclose(noisy, clean + 10.0, atol=1e-4)
+    assert service.stats("noisy")["defense"] == "noise" and service.stats("clean")["defense"] == "none"
+    with pytest.raises(InvalidQuery, match="defense.sigma"):
+        service.open_account("bad", defense={"name": "noise", "sigma": -1})
+    restarted = VictimService(checkpoint, {"state_dir": str(tmp_path)})  # what Ray's restart does
+    assert np.allclose(restarted.embed(x, "noisy"), clean + 10.0, atol=1e-4)
+    assert restarted.stats("noisy")["queries_used"] == 8
+
+
 def test_answers_match_the_victim(checkpoint: str) -> None:
     from sslsteal.victim.checkpoint import load_victim
 

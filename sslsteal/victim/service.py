@@ -10,6 +10,7 @@ leaves, and read back when Ray reruns the constructor.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
 import threading
@@ -25,6 +26,7 @@ from pydantic import Field, field_validator
 from sslsteal.config import StrictModel
 from sslsteal.fileio import atomic_write
 from sslsteal.victim import pow as hashcash
+from sslsteal.victim.defenses import Defense
 
 
 class ServiceError(Exception):
@@ -51,11 +53,11 @@ class ProofOfWorkRequired(ServiceError):
 
 
 class ServiceSpec(StrictModel):
-    """How the victim is served: per-account budget, request limits, defense, resources."""
+    """How the victim is served: per-account budget, request limits, default defense, resources."""
 
     budget: int = Field(10_000, gt=0, description="default per-account query budget")
     max_batch: int = Field(1024, gt=0, description="largest number of images in one request")
-    defense: dict[str, Any] = Field(default_factory=lambda: {"name": "none"})
+    defense: dict[str, Any] = Field(default_factory=lambda: {"name": "none"}, description="defense of accounts opened without their own")
     pow_mode: Literal["solve", "charge"] = Field("solve", description="solve: the caller must solve HashCash; charge: record expected hashes only")
     num_cpus: float = Field(1.0, ge=0)
     num_gpus: float = Field(0.0, ge=0, description="GPUs for the actor; fractional allowed")
@@ -74,10 +76,11 @@ class ServiceSpec(StrictModel):
 
 @dataclass
 class Account:
-    """One attacker account: budget, usage, defense state (all picklable)."""
+    """One attacker account: budget, usage, its defense's config and state (all picklable)."""
 
     name: str
     budget: int
+    defense_config: dict[str, Any]
     used: int = 0
     detections: int = 0
     pow_hashes: float = 0.0
@@ -86,10 +89,25 @@ class Account:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"name": self.name, "budget": self.budget, "used": self.used, "detections": self.detections, "pow_hashes": self.pow_hashes, "defense": self.defense}
+        return {
+            "name": self.name,
+            "budget": self.budget,
+            "defense_config": self.defense_config,
+            "used": self.used,
+            "detections": self.detections,
+            "pow_hashes": self.pow_hashes,
+            "defense": self.defense,
+        }
 
     def stats(self) -> dict[str, Any]:
-        return {"account": self.name, "budget": self.budget, "queries_used": self.used, "detections": self.detections, "pow_hashes": self.pow_hashes}
+        return {
+            "account": self.name,
+            "budget": self.budget,
+            "defense": self.defense_config.get("name", "none"),
+            "queries_used": self.used,
+            "detections": self.detections,
+            "pow_hashes": self.pow_hashes,
+        }
 
 
 class VictimService:
@@ -98,13 +116,12 @@ class VictimService:
     def __init__(self, checkpoint: str, spec: dict[str, Any] | None = None) -> None:
         from sslsteal.device import select_device, set_threads
         from sslsteal.victim.checkpoint import load_victim
-        from sslsteal.victim.defenses import build_defense
 
         self.spec = ServiceSpec.model_validate(spec or {})
         set_threads(self.spec.num_cpus or None)
         self.device = select_device()
         self.victim = load_victim(checkpoint).to(self.device).eval()
-        self.defense = build_defense(self.spec.defense, seed=self.spec.seed)
+        self._defenses: dict[str, Defense] = {}
         self.input_shape = (3, 32, 32)
         self._accounts: dict[str, Account] = {}
         self._registry_lock = threading.Lock()
@@ -112,18 +129,37 @@ class VictimService:
         self._restore()
 
     # -- accounts ---------------------------------------------------------------------------------
-    def open_account(self, account: str, budget: int | None = None) -> dict[str, Any]:
-        """Create `account` with `budget` (the service default when None); opening it again changes nothing."""
+    def open_account(self, account: str, budget: int | None = None, defense: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Create `account` with its budget and defense (the service defaults when None); opening it again changes nothing.
+
+        Per-account defenses let one shared victim serve a sweep over defense parameters.
+        """
+        from sslsteal.config import ConfigError
+
         name = self._check_account(account)
         if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool) or budget <= 0):
             raise InvalidQuery(f"budget must be a positive int, got {budget!r}")
+        config = dict(defense) if defense is not None else dict(self.spec.defense)
+        try:
+            guard = self._defense(config)
+        except ConfigError as exc:
+            raise InvalidQuery(str(exc).replace("\n", "; ")) from None
         with self._registry_lock:
             acc = self._accounts.get(name)
             if acc is None:
-                acc = Account(name, budget or self.spec.budget, defense=self.defense.init_state(name))
+                acc = Account(name, budget or self.spec.budget, config, defense=guard.init_state(name))
                 self._accounts[name] = acc
                 self._persist(acc)
         return acc.stats()
+
+    def _defense(self, config: dict[str, Any]) -> Defense:
+        """The defense for a config, built once and shared by the accounts using it (their states stay separate)."""
+        from sslsteal.victim.defenses import build_defense
+
+        key = json.dumps(config, sort_keys=True, default=str)
+        if key not in self._defenses:
+            self._defenses[key] = build_defense(config, seed=self.spec.seed)
+        return self._defenses[key]
 
     def stats(self, account: str) -> dict[str, Any]:
         """Queries used, detections and proof-of-work paid by `account`."""
@@ -142,7 +178,7 @@ class VictimService:
             "input_shape": self.input_shape,
             "rep_dim": self.victim.encoder.dim,
             "head_dim": self.victim.spec.projection_dim,
-            "defense": self.spec.defense.get("name", "none"),
+            "default_defense": self.spec.defense.get("name", "none"),
             "accounts": len(self._accounts),
         }
 
@@ -150,7 +186,7 @@ class VictimService:
     def challenge(self, account: str) -> hashcash.Challenge | None:
         """The HashCash challenge the account must solve before its next request, or None when free."""
         acc = self._get(account)
-        bits = self.defense.pow_bits(acc.defense)
+        bits = self._defense(acc.defense_config).pow_bits(acc.defense)
         if bits <= 0 or self.spec.pow_mode == "charge":
             return None
         with acc.lock:
@@ -158,7 +194,7 @@ class VictimService:
             return acc.pending
 
     def _pay(self, acc: Account, proof: tuple[hashcash.Challenge, int] | None) -> None:
-        bits = self.defense.pow_bits(acc.defense)
+        bits = self._defense(acc.defense_config).pow_bits(acc.defense)
         if bits <= 0:
             return
         if self.spec.pow_mode == "charge":
@@ -190,7 +226,7 @@ class VictimService:
                 batch = batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch.float()
                 rep = self.victim.encoder(batch).float()
                 z = self.victim.head(rep).float()
-            answer, flagged = self.defense.apply(acc.defense, z if head else rep, rep, z)
+            answer, flagged = self._defense(acc.defense_config).apply(acc.defense, z if head else rep, rep, z)
             acc.used += n
             acc.detections += int(flagged.sum())
             self._persist(acc)
