@@ -66,6 +66,17 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from sslsteal.sweep import run_sweep
+    from sslsteal.sweep_spec import plan_sweep
+
+    plan = plan_sweep(args.sweep, args.set)
+    print(f"{plan.source}: {plan.trials} trials")
+    results = run_sweep(plan, address=args.address, tracking_uri=args.tracking_uri, storage=args.storage, progress=not args.quiet)
+    print(f"{len(results) - results.num_errors} trials finished, {results.num_errors} failed")
+    return RUN_FAILURE if results.num_errors else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sslsteal", description="Steal self-supervised encoders and measure defenses.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -83,6 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
     steal.add_argument("--output", metavar="FILE.json", help="also write the config and metrics as JSON")
     steal.add_argument("--quiet", action="store_true", help="no progress bars")
     steal.set_defaults(func=_steal)
+    sweep = sub.add_parser("sweep", help="run a sweep on Ray Tune, one attacker account per trial, results in MLflow")
+    sweep.add_argument("sweep", help="sweep YAML")
+    sweep.add_argument("--address", help="Ray address to join (auto: the running cluster); a local Ray by default")
+    sweep.add_argument("--tracking-uri", help="MLflow tracking URI (default: the sweep's tracking.uri, else ./mlflow.db)")
+    sweep.add_argument("--storage", help="where Tune keeps trial state (default ~/ray_results)")
+    sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a value (repeatable)")
+    sweep.add_argument("--quiet", action="store_true", help="no progress output")
+    sweep.set_defaults(func=_sweep)
+
     validate = sub.add_parser("validate", help="check a sweep file and print its trial count, without starting Ray")
     validate.add_argument("sweep", help="sweep YAML")
     validate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a value (repeatable)")
