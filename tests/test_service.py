@@ -88,6 +88,15 @@ def test_each_account_can_have_its_own_defense(checkpoint: str, tmp_path: Path) 
     assert restarted.stats("noisy")["queries_used"] == 8
 
 
+def test_charge_mode_records_expected_hashes_without_a_challenge(checkpoint: str) -> None:
+    service = VictimService(checkpoint, {"pow_mode": "charge", "defense": {"name": "pow", "base_bits": 10, "scale_bits": 0, "max_bits": 10}})
+    service.open_account("bulk")
+    assert service.challenge("bulk") is None
+    service.embed(_images(3), "bulk")
+    service.embed(_images(3), "bulk")
+    assert service.stats("bulk")["pow_hashes"] == 2 * 2.0**10
+
+
 def test_answers_match_the_victim(checkpoint: str) -> None:
     from sslsteal.victim.checkpoint import load_victim
 
