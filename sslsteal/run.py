@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import torch
 from pydantic import Discriminator, Field, Tag, field_validator
 
-from sslsteal.attack import AttackSpec, BudgetedQuery, QueryFn, StolenModel, steal
+from sslsteal.attack import AttackSpec, BudgetedQuery, EpochCallback, QueryFn, StolenModel, steal
 from sslsteal.config import StrictModel, by_kind, load
 from sslsteal.device import select_device
 from sslsteal.victim.checkpoint import Victim, load_victim
@@ -108,21 +108,34 @@ def evaluate_stolen(stolen: StolenModel, victim: Victim, spec: RunSpec, device: 
     return metrics
 
 
-def run_steal(spec: RunSpec, *, config_path: str | Path | None = None, progress: bool = True, query: QueryFn | None = None) -> dict[str, Any]:
-    """Steal one encoder from a local victim and evaluate it; returns metrics named as in docs/metrics."""
-    base = Path(config_path).resolve().parent if config_path else None
-    device = select_device()
-    victim = resolve_victim(spec.victim, base=base, data_root=spec.data_root, progress=progress)
-    victim.to(device)
-    head = spec.attack.method == "access_head"
-    budgeted = BudgetedQuery(query or (lambda x: victim.embed(x, head=head)), spec.attack.queries)
+def steal_and_evaluate(
+    spec: RunSpec,
+    victim: Victim,
+    query: QueryFn,
+    device: torch.device,
+    *,
+    progress: bool = False,
+    on_epoch: EpochCallback | None = None,
+) -> tuple[StolenModel, dict[str, float]]:
+    """Everything after the victim is known: steal through `query` within the budget, then evaluate (with timings)."""
+    budgeted = BudgetedQuery(query, spec.attack.queries)
     images, labels = query_images(spec.attack, spec.data_root)
     start = time.perf_counter()
-    stolen = steal(spec.attack, budgeted, images, labels, encoder_name=victim.spec.encoder, device=device, progress=progress)
+    stolen = steal(spec.attack, budgeted, images, labels, encoder_name=victim.spec.encoder, device=device, progress=progress, on_epoch=on_epoch)
     steal_s = time.perf_counter() - start
     start = time.perf_counter()
     metrics = evaluate_stolen(stolen, victim, spec, device)
     metrics.update({"queries_used": float(budgeted.used), "time.steal_s": steal_s, "time.eval_s": time.perf_counter() - start})
+    return stolen, metrics
+
+
+def run_steal(spec: RunSpec, *, config_path: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Steal one encoder from a local victim (no Ray) and evaluate it; metrics are named as in docs/architecture.md."""
+    base = Path(config_path).resolve().parent if config_path else None
+    device = select_device()
+    victim = resolve_victim(spec.victim, base=base, data_root=spec.data_root, progress=progress).to(device)
+    head = spec.attack.method == "access_head"
+    stolen, metrics = steal_and_evaluate(spec, victim, lambda x: victim.embed(x, head=head), device, progress=progress)
     return {"victim": victim.spec.key, "attack": spec.attack.model_dump(), "metrics": metrics, "stolen": stolen}
 
 

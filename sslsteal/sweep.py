@@ -35,44 +35,35 @@ def trial(config: dict[str, Any], context: SweepContext) -> None:
     import ray
     from ray import tune
 
-    from sslsteal.attack import AttackSpec, BudgetedQuery, steal
     from sslsteal.device import select_device, set_threads
-    from sslsteal.run import EvaluateSpec, RunSpec, evaluate_stolen, query_images
+    from sslsteal.run import RunSpec, steal_and_evaluate
     from sslsteal.tracking import Tracker, flatten
     from sslsteal.victim.checkpoint import load_victim
     from sslsteal.victim.service import RemoteQuery
 
     set_threads(context.cpus)
     device = select_device()
-    attack = AttackSpec.model_validate(config["attack"])
-    run_spec = RunSpec(victim=context.checkpoint, attack=attack, evaluate=EvaluateSpec.model_validate(config["evaluate"]), data_root=context.data_root)
+    spec = RunSpec.model_validate({"victim": context.checkpoint, "attack": config["attack"], "evaluate": config["evaluate"], "data_root": context.data_root})
     account = tune.get_context().get_trial_id()
     tracker = Tracker(context.tracking_uri)
     run_id = tracker.child(context.parent_run, key=account, name=_trial_name(config), params=flatten(config))
     tracker.log_dict(run_id, config, "trial_config.json")
     try:
         handle = ray.get_actor("victim", namespace=context.namespace)
-        ray.get(handle.open_account.remote(account, attack.queries, config["defense"]))
-        query = BudgetedQuery(RemoteQuery(handle, account, head=attack.method == "access_head"), attack.queries)
-        images, labels = query_images(attack, context.data_root)
-        start = time.perf_counter()
+        ray.get(handle.open_account.remote(account, spec.attack.queries, config["defense"]))
+        query = RemoteQuery(handle, account, head=spec.attack.method == "access_head")
 
         def on_epoch(epoch: int, record: dict[str, float], encoder: Any) -> None:
             tracker.log_metrics(run_id, {"train.loss": record["loss"]}, step=epoch)
 
-        victim = load_victim(context.checkpoint)
-        stolen = steal(attack, query, images, labels, encoder_name=victim.spec.encoder, device=device, on_epoch=on_epoch)
-        steal_s = time.perf_counter() - start
-        start = time.perf_counter()
-        metrics = evaluate_stolen(stolen, victim.to(device), run_spec, device)
-        stats = ray.get(handle.stats.remote(account))
+        victim = load_victim(context.checkpoint).to(device)
+        _, metrics = steal_and_evaluate(spec, victim, query, device, on_epoch=on_epoch)
+        stats = ray.get(handle.stats.remote(account))  # the server's own accounting
         metrics.update(
             {
                 "queries_used": float(stats["queries_used"]),
                 "defense.detected_fraction": stats["detections"] / max(1, stats["queries_used"]),
                 "cost.pow_hashes": float(stats["pow_hashes"]),
-                "time.steal_s": steal_s,
-                "time.eval_s": time.perf_counter() - start,
             }
         )
         tracker.log_metrics(run_id, metrics)
@@ -107,7 +98,8 @@ def run_sweep(plan: SweepPlan, *, address: str | None = None, tracking_uri: str 
     res = spec.run.resources_per_trial
     context = SweepContext(spec.name, namespace, str(victim.path), tracker.uri, parent, spec.run.data_root, res.cpu)
     trainable = tune.with_resources(tune.with_parameters(trial, context=context), {"cpu": res.cpu, "gpu": res.gpu})
-    first = (spec.evaluate.get("downstream") or victim.spec.evaluate.downstream)[0] if isinstance(spec.evaluate.get("downstream", []), list) else "cifar10"
+    downstream = spec.evaluate.get("downstream")
+    first = downstream[0] if isinstance(downstream, list) else victim.spec.evaluate.downstream[0]  # a searched list: show the victim's
     reporter = tune.CLIReporter(metric_columns=["queries_used", f"acc.{first}", f"gain_recovered.{first}"], max_report_frequency=30)
     tuner = tune.Tuner(
         trainable,
