@@ -16,7 +16,8 @@ import torch.nn.functional as F
 
 # RGB -> YIQ; hue rotation is a rotation of the (I, Q) chroma plane.
 _RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-_GREY = torch.tensor([0.299, 0.587, 0.114])
+LUMA = torch.tensor([0.299, 0.587, 0.114])
+"""ITU-R BT.601 luma weights (as PIL's convert("L")): RGB -> grey everywhere in the package."""
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
@@ -103,7 +104,7 @@ def color_jitter(
     apply = (torch.rand(n, device=dev, generator=generator) < p).view(n, 1, 1, 1)
     if not bool(apply.any()):
         return x
-    grey_w = _GREY.to(dev).view(1, 3, 1, 1)
+    grey_w = LUMA.to(dev).view(1, 3, 1, 1)
     out = x * _uniform(n, 1 - brightness, 1 + brightness, dev, generator).view(n, 1, 1, 1)
     out = out.clamp(0, 1)
     mean = (out * grey_w).sum(1, keepdim=True).mean((2, 3), keepdim=True)
@@ -130,7 +131,7 @@ def random_grayscale(x: torch.Tensor, p: float, generator: torch.Generator | Non
     """Turn a random subset (probability p) of the batch grey, keeping three channels."""
     n = x.shape[0]
     apply = (torch.rand(n, device=x.device, generator=generator) < p).view(n, 1, 1, 1)
-    grey = (x * _GREY.to(x.device).view(1, 3, 1, 1)).sum(1, keepdim=True).expand_as(x)
+    grey = (x * LUMA.to(x.device).view(1, 3, 1, 1)).sum(1, keepdim=True).expand_as(x)
     return torch.where(apply, grey, x)
 
 

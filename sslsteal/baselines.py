@@ -7,6 +7,7 @@ accuracy is reported both as a ratio to the victim and as the share of the victi
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import torch
 
@@ -22,16 +23,20 @@ def _task(probe: ProbeSpec, dataset: str, root: str | None) -> ProbeData:
     return probe_data(dataset, train_images=probe.train_images, test_images=probe.test_images, root=root)
 
 
-def victim_accuracy(victim: Victim, dataset: str, probe: ProbeSpec, root: str | None = None) -> float:
-    """The victim's linear-evaluation accuracy on `dataset`, computed once and stored beside its checkpoint."""
-    key = f"acc.{probe.key(dataset)}"
+def _stored(victim: Victim, key: str, compute: Callable[[], float]) -> float:
+    """`key` from the evaluation cache beside the victim's checkpoint, computed and stored there when missing."""
     cached = read_eval(victim.path) if victim.path else {}
     if key in cached:
         return float(cached[key])
-    acc = linear_eval(victim.encoder, _task(probe, dataset, root))
+    value = compute()
     if victim.path:
-        write_eval(victim.path, {key: acc})
-    return acc
+        write_eval(victim.path, {key: value})
+    return value
+
+
+def victim_accuracy(victim: Victim, dataset: str, probe: ProbeSpec, root: str | None = None) -> float:
+    """The victim's linear-evaluation accuracy on `dataset`, computed once and stored beside its checkpoint."""
+    return _stored(victim, f"acc.{probe.key(dataset)}", lambda: linear_eval(victim.encoder, _task(probe, dataset, root)))
 
 
 def random_accuracy(encoder: str, dataset: str, probe: ProbeSpec, seed: int = 0, root: str | None = None) -> float:
@@ -54,16 +59,15 @@ def victim_watermark_accuracy(victim: Victim, root: str | None = None) -> float 
     from sslsteal import data
     from sslsteal.watermark import watermark_accuracy
 
-    if victim.predictor is None:
+    predictor = victim.predictor
+    if predictor is None:
         return None
-    cached = read_eval(victim.path) if victim.path else {}
-    if "watermark.acc" in cached:
-        return float(cached["watermark.acc"])
-    images = data.load(victim.spec.data, root=root, size=WATERMARK_IMAGES, seed=victim.spec.seed + 1).to_shape(3, 32).images
-    acc = watermark_accuracy(victim.encoder.eval(), victim.predictor, images)
-    if victim.path:
-        write_eval(victim.path, {"watermark.acc": acc})
-    return acc
+
+    def compute() -> float:
+        images = data.load(victim.spec.data, root=root, size=WATERMARK_IMAGES, seed=victim.spec.seed + 1).to_shape(3, 32).images
+        return watermark_accuracy(victim.encoder.eval(), predictor, images)
+
+    return _stored(victim, "watermark.acc", compute)
 
 
 def victim_report(victim: Victim, root: str | None = None) -> dict[str, float]:

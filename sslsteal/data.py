@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sslsteal.augment import LUMA
 from sslsteal.fileio import atomic_write
 
 __all__ = [
@@ -44,8 +45,6 @@ Maker = Callable[[Path, bool], Any]  # (root, download) -> torchvision dataset
 DEFAULT_SPLIT = "train"
 # Where Debian's `dataset-fashion-mnist` package puts the original IDX files.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-# ITU-R BT.601 luma weights, the same as PIL's convert("L") and torchvision's rgb_to_grayscale.
-_LUMA = torch.tensor([0.299, 0.587, 0.114])
 # Images converted per step in ImageSet.to_shape, to bound the float32 working memory.
 _CHUNK = 4096
 
@@ -107,7 +106,7 @@ class ImageSet:
         for start in range(0, len(self), _CHUNK):
             x = self.images[start : start + _CHUNK].float()
             if c == 3 and channels == 1:  # to grey before resizing: a third of the work
-                x = (x * _LUMA.view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+                x = (x * LUMA.view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
             if (h, w) != (size, size):
                 x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
             if c == 1 and channels == 3:  # to RGB after resizing, for the same reason
