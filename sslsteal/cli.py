@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 USAGE_ERROR = 2
 RUN_FAILURE = 1
+INTERRUPTED = 130
 
 
 class UsageError(Exception):
@@ -45,6 +46,54 @@ def _steal(args: argparse.Namespace) -> int:
 
         record = {"config": spec.model_dump(mode="json"), "victim": result["victim"], "metrics": result["metrics"]}
         Path(args.output).write_text(json.dumps(record, indent=2))
+    if args.save_encoder:
+        from sslsteal.suspect import save_stolen
+
+        path = save_stolen(result["stolen"], args.save_encoder, victim=result["victim"], attack=spec.attack.model_dump(mode="json"))
+        print(f"stolen encoder: {path}")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from sslsteal.device import select_device
+    from sslsteal.ownership import OWNERSHIP_TESTS
+    from sslsteal.reference import get_reference
+    from sslsteal.run import ownership_metrics, resolve_victim
+    from sslsteal.suspect import load_suspect
+
+    unknown = [t for t in args.tests if t not in OWNERSHIP_TESTS]
+    if unknown:
+        raise UsageError(f"--tests: unknown ownership test {unknown[0]!r}; known: {', '.join(sorted(OWNERSHIP_TESTS))}")
+    if args.images < 4:
+        raise UsageError(f"--images: need at least 4, got {args.images}")
+    tests = list(args.tests) or sorted(OWNERSHIP_TESTS)
+    device = select_device()
+    try:
+        victim = resolve_victim(args.victim, data_root=args.data_root, progress=not args.quiet).to(device)
+        suspect, about = load_suspect(args.suspect)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    if victim.predictor is None and "watermark" in tests:
+        if args.tests:
+            raise UsageError(f"--tests watermark: victim {victim.spec.key} is not watermarked")
+        tests.remove("watermark")
+    reference = None if args.no_reference else get_reference(victim, data_root=args.data_root, progress=not args.quiet).to(device)
+    if reference is None and "distance" in tests:
+        if args.tests:
+            raise UsageError("--tests distance: needs the reference encoder (drop --no-reference)")
+        tests.remove("distance")
+    print(f"victim {victim.spec.key}; suspect: {about}; reference: {reference.spec.key if reference else 'none (chance level)'}")
+    metrics = ownership_metrics(tests, victim, suspect.to(device), reference, images=args.images, root=args.data_root, seed=args.seed)
+    print(f"{'test':<24}{'p-value':>10}{'statistic':>11}{'effect':>10}  verdict (alpha {args.alpha:g})")
+    for test in tests:
+        m = {k.removeprefix(f"ownership.{test}."): v for k, v in metrics.items() if k.startswith(f"ownership.{test}.")}
+        verdict = "stolen" if m["p_value"] < args.alpha else "not shown"
+        print(f"{test:<24}{m['p_value']:>10.3g}{m['statistic']:>11.3f}{m['effect']:>10.3f}  {verdict}")
+    if args.output:
+        import json
+        from pathlib import Path
+
+        Path(args.output).write_text(json.dumps({"victim": victim.spec.key, "suspect": about, "metrics": metrics}, indent=2))
     return 0
 
 
@@ -67,14 +116,42 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from sslsteal.sweep import run_sweep
+    from sslsteal.sweep import completed, run_sweep
     from sslsteal.sweep_spec import plan_sweep
 
     plan = plan_sweep(args.sweep, args.set)
     print(f"{plan.source}: {plan.trials} trials")
-    results = run_sweep(plan, address=args.address, tracking_uri=args.tracking_uri, storage=args.storage, progress=not args.quiet)
-    print(f"{len(results) - results.num_errors} trials finished, {results.num_errors} failed")
-    return RUN_FAILURE if results.num_errors else 0
+    results = run_sweep(plan, address=args.address, tracking_uri=args.tracking_uri, storage=args.storage, resume=args.resume, progress=not args.quiet)
+    done = completed(results)
+    print(f"{done} trials finished, {results.num_errors} failed")
+    if results.num_errors:
+        return RUN_FAILURE
+    if done < plan.trials:
+        print(f"interrupted: {plan.trials - done - results.num_errors} trials did not finish; continue with --resume", file=sys.stderr)
+        return INTERRUPTED
+    return 0
+
+
+def _optimize(args: argparse.Namespace) -> int:
+    from sslsteal.optimize_spec import plan_optimize
+
+    plan = plan_optimize(args.sweep, args.set)
+    print(plan.describe())
+    if args.dry_run:
+        return 0
+    from sslsteal.optimize import run_optimize
+
+    result = run_optimize(plan, address=args.address, tracking_uri=args.tracking_uri, storage=args.storage, output=args.output, progress=not args.quiet)
+    print(result.markdown)
+    print("table: " + ", ".join(str(p) for p in result.files))
+    if result.interrupted:
+        print("interrupted: run the same command again to continue the studies", file=sys.stderr)
+        return INTERRUPTED
+    empty = [r.study for r in result.rows if r.complete == 0]
+    if empty:
+        print(f"no trial completed in {', '.join(empty)}", file=sys.stderr)
+        return RUN_FAILURE
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,16 +169,42 @@ def build_parser() -> argparse.ArgumentParser:
     steal.add_argument("config", help="run YAML with victim, attack and evaluate sections")
     steal.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. attack.queries=1000 (repeatable)")
     steal.add_argument("--output", metavar="FILE.json", help="also write the config and metrics as JSON")
+    steal.add_argument("--save-encoder", metavar="FILE.pt", help="also save the stolen encoder (for sslsteal verify)")
     steal.add_argument("--quiet", action="store_true", help="no progress bars")
     steal.set_defaults(func=_steal)
+
+    verify = sub.add_parser("verify", help="ownership tests: is a suspect encoder stolen from the victim? (p-values)")
+    verify.add_argument("--victim", required=True, help="victim YAML or checkpoint")
+    verify.add_argument("--suspect", required=True, help="a stolen-encoder file (steal --save-encoder) or a victim checkpoint")
+    verify.add_argument("--tests", nargs="+", default=[], metavar="TEST", help="tests to run (default: all that apply)")
+    verify.add_argument("--images", type=int, default=1000, help="private and public images per test")
+    verify.add_argument("--alpha", type=float, default=0.05, help="significance level of the verdict column")
+    verify.add_argument("--seed", type=int, default=0)
+    verify.add_argument("--no-reference", action="store_true", help="compare with chance instead of the independently trained reference")
+    verify.add_argument("--data-root", help="folder with the datasets (default: $SSLSTEAL_DATA)")
+    verify.add_argument("--output", metavar="FILE.json", help="also write the metrics as JSON")
+    verify.add_argument("--quiet", action="store_true", help="no progress bars")
+    verify.set_defaults(func=_verify)
     sweep = sub.add_parser("sweep", help="run a sweep on Ray Tune, one attacker account per trial, results in MLflow")
     sweep.add_argument("sweep", help="sweep YAML")
     sweep.add_argument("--address", help="Ray address to join (auto: the running cluster); a local Ray by default")
     sweep.add_argument("--tracking-uri", help="MLflow tracking URI (default: the sweep's tracking.uri, else ./mlflow.db)")
     sweep.add_argument("--storage", help="where Tune keeps trial state (default ~/ray_results)")
+    sweep.add_argument("--resume", action="store_true", help="continue the newest interrupted run of this sweep (same --storage)")
     sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a value (repeatable)")
     sweep.add_argument("--quiet", action="store_true", help="no progress output")
     sweep.set_defaults(func=_sweep)
+
+    optimize = sub.add_parser("optimize", help="search the strongest attack per query budget: one Optuna study per budget on Ray Tune")
+    optimize.add_argument("sweep", help="sweep YAML with an optimize section (docs/optimize.md)")
+    optimize.add_argument("--address", help="Ray address to join (auto: the running cluster); a local Ray by default")
+    optimize.add_argument("--tracking-uri", help="MLflow tracking URI (default: the sweep's tracking.uri, else ./mlflow.db)")
+    optimize.add_argument("--storage", help="where Tune keeps trial state (default ~/ray_results); studies live in optimize.storage")
+    optimize.add_argument("--output", metavar="DIR", help="folder for the table files (default: <storage>/<name>-optimize)")
+    optimize.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a value, e.g. optimize.trials_per_budget=12")
+    optimize.add_argument("--dry-run", action="store_true", help="check the file and print the studies, without starting Ray")
+    optimize.add_argument("--quiet", action="store_true", help="no progress output")
+    optimize.set_defaults(func=_optimize)
 
     validate = sub.add_parser("validate", help="check a sweep file and print its trial count, without starting Ray")
     validate.add_argument("sweep", help="sweep YAML")
@@ -125,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     except Exception as exc:
         if isinstance(exc, _user_errors()):
             print(f"error: {exc}", file=sys.stderr)

@@ -201,14 +201,31 @@ def load(spec: str, *, root: str | Path | None = None, size: int | None = None, 
     """
     name, split = parse_spec(spec)
     info = DATASETS[name]
-    arrays = _read_cache(info, split) if info.cache else None
+    arrays = _PROVIDED.get(f"{name}:{split}") or (_read_cache(info, split) if info.cache else None)
     if arrays is None:
         arrays = _normalise(info, split, *info.loader(split, data_roots(root), cache_dir()))
         if info.cache:
             _write_cache(info.name, split, arrays)
     images, labels = arrays
-    dataset = ImageSet(f"{name}:{split}", torch.from_numpy(images), torch.from_numpy(labels), info.num_classes)
+    with warnings.catch_warnings():  # provided arrays live read-only in Ray's object store; nothing writes to loaded images
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
+        dataset = ImageSet(f"{name}:{split}", torch.from_numpy(images), torch.from_numpy(labels), info.num_classes)
     return dataset if size is None else dataset.subset(size, seed)
+
+
+_PROVIDED: dict[str, Arrays] = {}
+
+
+def arrays(spec: str, *, root: str | Path | None = None) -> Arrays:
+    """A whole split as (uint8 images, int64 labels) numpy arrays, e.g. to put in Ray's object store once."""
+    dataset = load(spec, root=root)
+    return dataset.images.numpy(), dataset.labels.numpy()
+
+
+def provide(spec: str, split_arrays: Arrays) -> None:
+    """Serve `load(spec)` from these arrays in this process (a sweep's trials get them from the object store)."""
+    name, split = parse_spec(spec)
+    _PROVIDED[f"{name}:{split}"] = split_arrays
 
 
 # --------------------------------------------------------------------------- cache

@@ -1,4 +1,4 @@
-"""Linear evaluation on frozen features and fidelity between two encoders.
+"""Linear evaluation and k-NN accuracy on frozen features, and fidelity between two encoders.
 
 Features are extracted once per split; a multinomial logistic-regression probe (scikit-learn, lbfgs, on
 standardised features) is trained on the downstream train split and scored top-1 on its test split.
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import nn
 
@@ -99,6 +100,16 @@ def linear_eval(encoder: nn.Module | Embed, task: ProbeData, device: torch.devic
     train_x = extract_features(encoder, task.train_images, device=device)
     test_x = extract_features(encoder, task.test_images, device=device)
     return linear_probe(train_x, task.train_labels, test_x, task.test_labels)
+
+
+def knn_accuracy(encoder: nn.Module | Embed, task: ProbeData, k: int = 20, device: torch.device | None = None) -> float:
+    """Top-1 accuracy (percent) of a cosine k-NN majority vote over `task`'s train features: cheap enough to run every epoch."""
+    train_x = F.normalize(torch.from_numpy(extract_features(encoder, task.train_images, device=device)), dim=1)
+    test_x = F.normalize(torch.from_numpy(extract_features(encoder, task.test_images, device=device)), dim=1)
+    train_y = torch.from_numpy(task.train_labels)
+    nearest = (test_x @ train_x.T).topk(min(k, len(train_x)), dim=1).indices
+    votes = F.one_hot(train_y[nearest], int(train_y.max()) + 1).sum(dim=1)
+    return float(100.0 * (votes.argmax(dim=1).numpy() == task.test_labels).mean())
 
 
 def fidelity(stolen: np.ndarray, victim: np.ndarray) -> dict[str, float]:

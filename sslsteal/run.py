@@ -6,6 +6,7 @@ This is what `sslsteal steal RUN.yaml` does, and what every sweep trial does thr
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,6 +26,10 @@ class EvaluateSpec(StrictModel):
     downstream: list[str] | None = Field(None, description="linear-evaluation datasets; the victim's when null")
     fidelity_data: str | None = Field(None, description="held-out images for fidelity; the other split of query_data when null")
     fidelity_images: int = Field(2000, gt=0)
+    ownership: list[str] = Field(default_factory=list, description="ownership tests to run on the stolen encoder (docs/ownership.md)")
+    ownership_images: int = Field(1000, ge=4, description="private (victim train) and public (victim test) images each ownership test sees")
+    legit: bool = Field(False, description="also measure legit_acc: a legitimate user's accuracy through the same defense")
+    monitor_images: int = Field(0, ge=0, description="held-out images for a per-epoch k-NN accuracy (val.knn_acc), used for pruning; 0 = off")
 
     @field_validator("downstream")
     @classmethod
@@ -32,6 +37,16 @@ class EvaluateSpec(StrictModel):
         from sslsteal.evaluate import known_datasets
 
         return None if names is None else known_datasets(names)
+
+    @field_validator("ownership")
+    @classmethod
+    def _known_tests(cls, names: list[str]) -> list[str]:
+        from sslsteal.ownership import OWNERSHIP_TESTS
+
+        unknown = [n for n in names if n not in OWNERSHIP_TESTS]
+        if unknown:
+            raise ValueError(f"unknown ownership test {unknown[0]!r}; known: {', '.join(sorted(OWNERSHIP_TESTS))}")
+        return list(dict.fromkeys(names))
 
 
 class RunSpec(StrictModel):
@@ -43,9 +58,10 @@ class RunSpec(StrictModel):
     data_root: str | None = None
 
 
-def resolve_victim(ref: str | VictimSpec, *, base: Path | None = None, data_root: str | None = None, progress: bool = True) -> Victim:
-    """A victim from a checkpoint file/dir, a victim YAML (trained or found in the cache) or an inline spec."""
-    from sslsteal.victim.train import get_or_train
+def victim_source(ref: str | VictimSpec, *, base: Path | None = None, data_root: str | None = None) -> tuple[VictimSpec | None, Path | None]:
+    """(spec, checkpoint) for a victim reference: a checkpoint file/dir gives (None, path); a YAML or inline spec gives
+    its spec and the shipped or cached checkpoint matching its hash, or None when it must be trained."""
+    from sslsteal.victim.checkpoint import find_cached
 
     config_path: Path | None = None
     if isinstance(ref, str):
@@ -53,14 +69,25 @@ def resolve_victim(ref: str | VictimSpec, *, base: Path | None = None, data_root
         if not path.is_absolute() and base is not None and not path.exists():
             path = base / path
         if path.suffix in (".pt", ".pth") or path.is_dir():
-            return load_victim(path)
+            return None, path
         spec = load(VictimSpec, path)
         config_path = path
     else:
         spec = ref
     if data_root and not spec.data_root:
         spec = spec.model_copy(update={"data_root": data_root})
-    checkpoint, _ = get_or_train(spec, config_path=config_path, progress=progress)
+    return spec, find_cached(spec, config_path)
+
+
+def resolve_victim(ref: str | VictimSpec, *, base: Path | None = None, data_root: str | None = None, progress: bool = True) -> Victim:
+    """A victim from a checkpoint file/dir, a victim YAML (trained now unless shipped or cached) or an inline spec."""
+    from sslsteal.victim.checkpoint import save_victim, victims_dir
+    from sslsteal.victim.train import train_victim
+
+    spec, checkpoint = victim_source(ref, base=base, data_root=data_root)
+    if checkpoint is None:
+        assert spec is not None
+        checkpoint = save_victim(train_victim(spec, progress=progress), victims_dir() / spec.key)
     return load_victim(checkpoint)
 
 
@@ -80,20 +107,26 @@ def _other_split(spec: str) -> str:
     return f"{name}:{others[0] if others else split}"
 
 
-def evaluate_stolen(stolen: StolenModel, victim: Victim, spec: RunSpec, device: torch.device) -> dict[str, float]:
-    """Downstream accuracy, ratio and gain over the random floor per dataset, plus fidelity on held-out images."""
+def evaluate_stolen(
+    stolen: StolenModel, victim: Victim, spec: RunSpec, device: torch.device, baselines: Mapping[str, float] | None = None
+) -> dict[str, float]:
+    """Downstream accuracy, ratio and gain over the random floor per dataset, plus fidelity on held-out images.
+
+    `baselines` may hold `victim_acc.<ds>` and `random_acc.<ds>` already measured (a sweep's driver passes them).
+    """
     from sslsteal import data
     from sslsteal.baselines import random_accuracy, victim_accuracy
     from sslsteal.evaluate import extract_features, fidelity, linear_eval, probe_data
 
     probe = victim.spec.evaluate
     root = spec.data_root
+    known = dict(baselines or {})
     metrics: dict[str, float] = {}
     for ds in spec.evaluate.downstream or probe.downstream:
         task = probe_data(ds, train_images=probe.train_images, test_images=probe.test_images, root=root)
         acc = linear_eval(stolen.encoder, task, device=device)
-        v_acc = victim_accuracy(victim, ds, probe, root)
-        r_acc = random_accuracy(stolen.encoder.name, ds, probe, root=root)
+        v_acc = known.get(f"victim_acc.{ds}") or victim_accuracy(victim, ds, probe, root)
+        r_acc = known.get(f"random_acc.{ds}") or random_accuracy(stolen.encoder.name, ds, probe, root=root)
         metrics[f"acc.{ds}"] = acc
         metrics[f"victim_acc.{ds}"] = v_acc
         metrics[f"random_acc.{ds}"] = r_acc
@@ -108,34 +141,91 @@ def evaluate_stolen(stolen: StolenModel, victim: Victim, spec: RunSpec, device: 
     return metrics
 
 
+def evidence_images(victim: VictimSpec, n: int, root: str | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(private, public) images for ownership tests: up to `n` the victim trained on, and `n` of the other split."""
+    from sslsteal import data
+
+    trained = data.load(victim.data, root=root, size=victim.train_images, seed=victim.seed)
+    private = trained.subset(min(n, len(trained)), seed).to_shape(3, 32).images
+    public = data.load(_other_split(victim.data), root=root)
+    return private, public.subset(min(n, len(public)), seed).to_shape(3, 32).images
+
+
+def ownership_metrics(
+    names: list[str], victim: Victim, suspect: torch.nn.Module, reference: Victim | None, *, images: int, root: str | None = None, seed: int = 0
+) -> dict[str, float]:
+    """Run the named ownership tests on `suspect`; flat `ownership.<test>.*` metrics (p-values, statistics, effects)."""
+    from sslsteal.ownership import Evidence, run_tests
+
+    if not names:
+        return {}
+    private, public = evidence_images(victim.spec, images, root, seed)
+    evidence = Evidence(victim, suspect, reference.encoder if reference else None, private, public, seed=seed)
+    return {key: value for result in run_tests(names, evidence).values() for key, value in result.metrics().items()}
+
+
+def legit_metrics(query: QueryFn, victim: Victim, downstream: list[str], root: str | None = None) -> dict[str, float]:
+    """`legit_acc.<ds>`: a legitimate user's accuracy from the (defended) API's answers, with the victim's probe protocol."""
+    from sslsteal.evaluate import probe_data
+    from sslsteal.legit import legit_accuracy
+
+    probe = victim.spec.evaluate
+    tasks = [probe_data(ds, train_images=probe.train_images, test_images=probe.test_images, root=root) for ds in downstream]
+    return {f"legit_acc.{task.name}": legit_accuracy(query, task) for task in tasks}
+
+
+def legit_queries(victim: Victim, downstream: list[str]) -> int:
+    """How many images a legitimate user sends to measure `legit_acc` on `downstream` (train + test of each probe)."""
+    from sslsteal.data import DATASETS
+
+    probe = victim.spec.evaluate
+    sizes = [DATASETS[ds].sizes for ds in downstream]
+    return sum(min(probe.train_images or s["train"], s["train"]) + min(probe.test_images or s["test"], s["test"]) for s in sizes)
+
+
 def steal_and_evaluate(
     spec: RunSpec,
     victim: Victim,
     query: QueryFn,
     device: torch.device,
     *,
+    reference: Victim | None = None,
+    baselines: Mapping[str, float] | None = None,
     progress: bool = False,
     on_epoch: EpochCallback | None = None,
 ) -> tuple[StolenModel, dict[str, float]]:
-    """Everything after the victim is known: steal through `query` within the budget, then evaluate (with timings)."""
+    """Everything after the victim is known: steal through `query` within the budget, evaluate, run ownership tests."""
+    from sslsteal.suspect import suspect_module
+
     budgeted = BudgetedQuery(query, spec.attack.queries)
     images, labels = query_images(spec.attack, spec.data_root)
     start = time.perf_counter()
     stolen = steal(spec.attack, budgeted, images, labels, encoder_name=victim.spec.encoder, device=device, progress=progress, on_epoch=on_epoch)
     steal_s = time.perf_counter() - start
     start = time.perf_counter()
-    metrics = evaluate_stolen(stolen, victim, spec, device)
-    metrics.update({"queries_used": float(budgeted.used), "time.steal_s": steal_s, "time.eval_s": time.perf_counter() - start})
+    metrics = evaluate_stolen(stolen, victim, spec, device, baselines)
+    metrics["time.eval_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    suspect = suspect_module(stolen, victim.encoder.dim)
+    ev = spec.evaluate
+    metrics.update(ownership_metrics(ev.ownership, victim, suspect, reference, images=ev.ownership_images, root=spec.data_root, seed=spec.attack.seed))
+    metrics.update({"queries_used": float(budgeted.used), "time.steal_s": steal_s, "time.ownership_s": time.perf_counter() - start})
     return stolen, metrics
 
 
 def run_steal(spec: RunSpec, *, config_path: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Steal one encoder from a local victim (no Ray) and evaluate it; metrics are named as in docs/architecture.md."""
+    from sslsteal.config import ConfigError
+    from sslsteal.reference import get_reference
+
+    if spec.evaluate.legit:
+        raise ConfigError(["evaluate.legit: a single run has no defense to measure; use a sweep with a defense section"], str(config_path or "<run>"))
     base = Path(config_path).resolve().parent if config_path else None
     device = select_device()
     victim = resolve_victim(spec.victim, base=base, data_root=spec.data_root, progress=progress).to(device)
+    reference = get_reference(victim, data_root=spec.data_root, progress=progress).to(device) if spec.evaluate.ownership else None
     head = spec.attack.method == "access_head"
-    stolen, metrics = steal_and_evaluate(spec, victim, lambda x: victim.embed(x, head=head), device, progress=progress)
+    stolen, metrics = steal_and_evaluate(spec, victim, lambda x: victim.embed(x, head=head), device, reference=reference, progress=progress)
     return {"victim": victim.spec.key, "attack": spec.attack.model_dump(), "metrics": metrics, "stolen": stolen}
 
 
@@ -153,5 +243,8 @@ def format_table(result: dict[str, Any]) -> str:
         )
     if "fidelity.cosine" in m:
         lines.append(f"fidelity: cosine {m['fidelity.cosine']:.3f}  l2 {m['fidelity.l2']:.3f}")
+    for test in sorted({k.split(".")[1] for k in m if k.startswith("ownership.")}):
+        key = f"ownership.{test}."
+        lines.append(f"ownership {test}: p = {m[key + 'p_value']:.3g}  statistic {m[key + 'statistic']:.3f}  effect {m[key + 'effect']:.3f}")
     lines.append(f"time: steal {m['time.steal_s']:.1f} s  eval {m['time.eval_s']:.1f} s")
     return "\n".join(lines)

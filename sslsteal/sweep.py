@@ -1,29 +1,44 @@
-"""Run a sweep on Ray Tune: one shared victim actor, one attacker account per trial, one MLflow child run per trial."""
+"""Run a sweep on Ray Tune: one shared victim actor, one attacker account per trial attempt, one MLflow child run per trial.
+
+The driver resolves the victim (training it on the cluster when needed), shares its checkpoint, the reference
+encoder and the datasets through the object store, opens a parent MLflow run and starts the actor; each trial
+steals through the actor, evaluates, runs the ownership tests and reports. `resume=True` continues the newest
+interrupted run of the sweep with `Tuner.restore`, reusing its parent run and its trials' child runs.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sslsteal.sweep_spec import SweepPlan
 
+STATE_FILE = "sslsteal-sweep.json"
+"""Written into Tune's experiment folder: which parent MLflow run a resumed sweep continues."""
+
 
 @dataclass(frozen=True)
 class SweepContext:
-    """What every trial needs from the driver: where the victim and MLflow are, how to name things."""
+    """What every trial needs from the driver: object-store refs of the victim, reference and datasets, MLflow ids."""
 
     sweep: str
     namespace: str
-    checkpoint: str
     tracking_uri: str
     parent_run: str
     data_root: str | None
     cpus: float
+    victim: Any
+    reference: Any | None = None
+    datasets: dict[str, Any] = field(default_factory=dict)
+    baselines: dict[str, float] = field(default_factory=dict)
 
 
-def _trial_name(config: dict[str, Any]) -> str:
+def trial_name(config: dict[str, Any]) -> str:
+    """A readable run name: method, loss, budget, defense and its options."""
     a, d = config["attack"], config["defense"]
     defense = d.get("name", "none")
     extras = ",".join(f"{k}={v}" for k, v in sorted(d.items()) if k != "name")
@@ -31,33 +46,49 @@ def _trial_name(config: dict[str, Any]) -> str:
 
 
 def trial(config: dict[str, Any], context: SweepContext) -> None:
-    """One attacker account: steal through the shared actor within the budget, evaluate, log, report."""
+    """One attacker: a fresh account per attempt, steal within its budget, evaluate, test ownership, log, report."""
     import ray
     from ray import tune
 
     from sslsteal.device import select_device, set_threads
-    from sslsteal.run import RunSpec, steal_and_evaluate
+    from sslsteal.evaluate import knn_accuracy, probe_data
+    from sslsteal.remote import install_datasets
+    from sslsteal.run import RunSpec, legit_metrics, legit_queries, steal_and_evaluate
     from sslsteal.tracking import Tracker, flatten
     from sslsteal.victim.checkpoint import load_victim
     from sslsteal.victim.service import RemoteQuery
 
     set_threads(context.cpus)
     device = select_device()
-    spec = RunSpec.model_validate({"victim": context.checkpoint, "attack": config["attack"], "evaluate": config["evaluate"], "data_root": context.data_root})
-    account = tune.get_context().get_trial_id()
+    install_datasets(context.datasets)
+    victim = load_victim(ray.get(context.victim)).to(device)
+    reference = load_victim(ray.get(context.reference)).to(device) if context.reference is not None else None
+    spec = RunSpec.model_validate({"victim": victim.spec.key, "attack": config["attack"], "evaluate": config["evaluate"], "data_root": context.data_root})
+    trial_id = tune.get_context().get_trial_id()
+    handle = ray.get_actor("victim", namespace=context.namespace)
+    account = ray.get(handle.open_fresh_account.remote(trial_id, spec.attack.queries, config["defense"]))["account"]
     tracker = Tracker(context.tracking_uri)
-    run_id = tracker.child(context.parent_run, key=account, name=_trial_name(config), params=flatten(config))
+    where = {"sslsteal.account": account, "sslsteal.node_id": ray.get_runtime_context().get_node_id(), "sslsteal.pid": str(os.getpid())}
+    run_id = tracker.child(context.parent_run, key=trial_id, name=trial_name(config), params=flatten(config), tags=where)
     tracker.log_dict(run_id, config, "trial_config.json")
+    downstream = spec.evaluate.downstream or victim.spec.evaluate.downstream
+    monitor = None
+    if spec.evaluate.monitor_images:
+        n = spec.evaluate.monitor_images
+        monitor = probe_data(downstream[0], train_images=n, test_images=max(1, n // 2), seed=1, root=context.data_root)
+    last: dict[str, float] = {}
+
+    def on_epoch(epoch: int, record: dict[str, float], encoder: Any) -> None:
+        last.update({"epoch": float(epoch), "train.loss": record["loss"]})
+        if monitor is not None:
+            last["val.knn_acc"] = knn_accuracy(encoder, monitor, device=device)
+        tracker.log_metrics(run_id, last, step=epoch)
+        if monitor is not None:  # intermediate results only when a scheduler can use them
+            tune.report(dict(last))
+
     try:
-        handle = ray.get_actor("victim", namespace=context.namespace)
-        ray.get(handle.open_account.remote(account, spec.attack.queries, config["defense"]))
         query = RemoteQuery(handle, account, head=spec.attack.method == "access_head")
-
-        def on_epoch(epoch: int, record: dict[str, float], encoder: Any) -> None:
-            tracker.log_metrics(run_id, {"train.loss": record["loss"]}, step=epoch)
-
-        victim = load_victim(context.checkpoint).to(device)
-        _, metrics = steal_and_evaluate(spec, victim, query, device, on_epoch=on_epoch)
+        _, metrics = steal_and_evaluate(spec, victim, query, device, reference=reference, baselines=context.baselines, on_epoch=on_epoch)
         stats = ray.get(handle.stats.remote(account))  # the server's own accounting
         metrics.update(
             {
@@ -66,60 +97,217 @@ def trial(config: dict[str, Any], context: SweepContext) -> None:
                 "cost.pow_hashes": float(stats["pow_hashes"]),
             }
         )
+        if spec.evaluate.legit:
+            legit = ray.get(handle.open_fresh_account.remote(f"{trial_id}-legit", legit_queries(victim, downstream), config["defense"]))["account"]
+            metrics.update(legit_metrics(RemoteQuery(handle, legit), victim, downstream, context.data_root))
         tracker.log_metrics(run_id, metrics)
     except BaseException:
         tracker.finish(run_id, "FAILED")
         raise
     tracker.finish(run_id)
-    tune.report(metrics)
+    tune.report(last | metrics)
 
 
-def run_sweep(plan: SweepPlan, *, address: str | None = None, tracking_uri: str | None = None, storage: str | None = None, progress: bool = True) -> Any:
-    """Start or join Ray, create the shared victim, run one Tune trial per configuration; returns Tune's ResultGrid."""
-    import ray
+def _splits_needed(plan: SweepPlan, victim_spec: Any, ownership: bool) -> list[str]:
+    """Every `name:split` the trials will load, so the driver can share each once."""
+    from sslsteal.attack import AttackSpec
+    from sslsteal.run import _other_split
+
+    queries = plan.values("attack", "query_data") or [AttackSpec.model_fields["query_data"].default]
+    splits = list(queries)
+    fidelity = [v for v in plan.values("evaluate", "fidelity_data") if v]
+    splits += fidelity or [_other_split(q) for q in queries]
+    for names in plan.values("evaluate", "downstream") or [None]:
+        for ds in names or victim_spec.evaluate.downstream:
+            splits += [f"{ds}:train", f"{ds}:test"]
+    if ownership:
+        splits += [victim_spec.data, _other_split(victim_spec.data)]
+    return list(dict.fromkeys(splits))
+
+
+def _checkpoint(source: tuple[Any, Path | None]) -> Path:
+    """A cached checkpoint, or one trained now on the cluster."""
+    from sslsteal.remote import train_on_cluster
+
+    spec, path = source
+    return path if path is not None else train_on_cluster(spec)
+
+
+def _latest_state(root: Path, name: str) -> Path | None:
+    """The newest experiment folder of sweep `name` under `root` that this tool wrote."""
+    found = sorted(root.glob(f"{name}-*/{STATE_FILE}"), key=lambda p: p.parent.name)
+    return found[-1].parent if found else None
+
+
+@dataclass
+class Driver:
+    """The driver's side of a sweep or study: Ray joined, victim and reference ready, datasets shared, actor serving."""
+
+    plan: SweepPlan
+    tracker: Any
+    victim: Any
+    report: dict[str, float]
+    handle: Any
+    shared: dict[str, Any]
+
+    @classmethod
+    def start(cls, plan: SweepPlan, *, address: str | None = None, tracking_uri: str | None = None) -> Driver:
+        """Start or join Ray; resolve (or train on the cluster) the victim and, when ownership tests need it, the
+        reference; log the victim's run once; put checkpoints and datasets in the object store; start the actor."""
+        import ray
+
+        from sslsteal.baselines import victim_report
+        from sslsteal.config import ConfigError
+        from sslsteal.reference import find_reference
+        from sslsteal.remote import share_datasets
+        from sslsteal.run import victim_source
+        from sslsteal.tracking import Tracker, flatten
+        from sslsteal.victim.checkpoint import load_victim
+        from sslsteal.victim.service import ServiceSpec, create_service
+
+        spec = plan.spec
+        service = ServiceSpec.model_validate(spec.service)
+        if not ray.is_initialized():
+            ray.init(address=address, namespace=f"sslsteal-{spec.name}", include_dashboard=False)
+        tracker = Tracker(tracking_uri or spec.tracking.uri)
+        victim_path = _checkpoint(victim_source(spec.victim, base=Path(plan.source).resolve().parent, data_root=spec.run.data_root))
+        victim = load_victim(victim_path)
+        tests = {name for names in plan.values("evaluate", "ownership") for name in names}
+        if "watermark" in tests and victim.predictor is None:
+            raise ConfigError([f"evaluate.ownership: the watermark test needs a watermarked victim; {victim.spec.key} has none"], plan.source)
+        reference_path = _checkpoint(find_reference(victim, spec.run.data_root)) if tests else None
+        report = victim_report(victim, spec.run.data_root)
+        tracker.victim_run(spec.name, victim.spec.key, flatten(victim.spec.model_dump()), report, victim_path)
+        shared = {
+            "victim": ray.put(victim_path.read_bytes()),
+            "reference": ray.put(reference_path.read_bytes()) if reference_path else None,
+            "datasets": share_datasets(_splits_needed(plan, victim.spec, bool(tests)), spec.run.data_root),
+        }
+        handle = create_service(victim_path.read_bytes(), service, name="victim", namespace=f"sslsteal-{spec.name}")
+        return cls(plan, tracker, victim, report, handle, shared)
+
+    def trainable(self, parent_run: str) -> Any:
+        """The trial function with its context bound and the sweep's per-trial resources."""
+        from ray import tune
+
+        spec = self.plan.spec
+        res = spec.run.resources_per_trial
+        context = SweepContext(
+            spec.name, f"sslsteal-{spec.name}", self.tracker.uri, parent_run, spec.run.data_root, res.cpu, baselines=self.report, **self.shared
+        )
+        return tune.with_resources(tune.with_parameters(trial, context=context), {"cpu": res.cpu, "gpu": res.gpu})
+
+    def placement(self) -> dict[str, str]:
+        """Where the victim actor runs (node id, GPU ids, torch device), as MLflow tags for the parent run."""
+        import ray
+
+        info = ray.get(self.handle.info.remote())
+        return {"sslsteal.victim_node_id": str(info["node_id"]), "sslsteal.victim_gpu_ids": ",".join(info["gpu_ids"]), "sslsteal.victim_device": info["device"]}
+
+    def first_downstream(self) -> str:
+        """The dataset whose metrics the progress table shows."""
+        downstream = self.plan.values("evaluate", "downstream")
+        return downstream[0][0] if downstream and downstream[0] else self.victim.spec.evaluate.downstream[0]
+
+    def stop(self) -> None:
+        """Stop the victim actor (Ray itself is left running for the caller)."""
+        import ray
+
+        ray.kill(self.handle, no_restart=True)
+
+
+def run_sweep(
+    plan: SweepPlan,
+    *,
+    address: str | None = None,
+    tracking_uri: str | None = None,
+    storage: str | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> Any:
+    """Run one Tune trial per configuration against the shared victim; returns Tune's ResultGrid."""
     from ray import tune
 
-    from sslsteal.baselines import victim_report
-    from sslsteal.run import resolve_victim
+    from sslsteal.config import ConfigError
     from sslsteal.search_space import to_param_space
-    from sslsteal.tracking import Tracker, flatten
-    from sslsteal.victim.service import ServiceSpec, create_service
 
     spec = plan.spec
-    namespace = f"sslsteal-{spec.name}"
-    if not ray.is_initialized():
-        ray.init(address=address, namespace=namespace, include_dashboard=False)
-    tracker = Tracker(tracking_uri or spec.tracking.uri)
-    victim = resolve_victim(spec.victim, base=Path(plan.source).resolve().parent, data_root=spec.run.data_root, progress=progress)
-    report = victim_report(victim, spec.run.data_root)
-    tracker.victim_run(spec.name, victim.spec.key, flatten(victim.spec.model_dump()), report, victim.path)
-    parent = tracker.start_parent(spec.name, f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}", kind="sweep", params={"trials": plan.trials, "victim": victim.spec.key})
-    handle = create_service(victim.path, ServiceSpec.model_validate(spec.service), name="victim", namespace=namespace)
-    res = spec.run.resources_per_trial
-    context = SweepContext(spec.name, namespace, str(victim.path), tracker.uri, parent, spec.run.data_root, res.cpu)
-    trainable = tune.with_resources(tune.with_parameters(trial, context=context), {"cpu": res.cpu, "gpu": res.gpu})
-    downstream = spec.evaluate.get("downstream")
-    first = downstream[0] if isinstance(downstream, list) else victim.spec.evaluate.downstream[0]  # a searched list: show the victim's
-    reporter = tune.CLIReporter(metric_columns=["queries_used", f"acc.{first}", f"gain_recovered.{first}"], max_report_frequency=30)
-    tuner = tune.Tuner(
-        trainable,
-        param_space=to_param_space(plan.tree, plan.spaces),
-        tune_config=tune.TuneConfig(num_samples=spec.run.num_samples, max_concurrent_trials=spec.run.max_concurrent_trials),
-        run_config=tune.RunConfig(
-            name=spec.name,
-            storage_path=storage,
-            failure_config=tune.FailureConfig(max_failures=spec.run.max_failures),
-            progress_reporter=reporter if progress else None,
-            verbose=1 if progress else 0,
-        ),
-    )
+    root = Path(storage or "~/ray_results").expanduser().resolve()
+    previous = _latest_state(root, spec.name) if resume else None
+    if resume and (previous is None or not tune.Tuner.can_restore(str(previous))):
+        raise ConfigError([f"--resume: no interrupted run of sweep {spec.name!r} under {root}"], plan.source)
+    driver = Driver.start(plan, address=address, tracking_uri=tracking_uri)
+    tracker = driver.tracker
+    if previous is not None:
+        experiment = previous
+        state = json.loads((previous / STATE_FILE).read_text())
+    else:
+        experiment = root / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        state = {"parent_key": str(experiment), "sweep_file": plan.source}
     try:
-        results = tuner.fit()
-    except BaseException:
-        tracker.finish(parent, "FAILED")
-        raise
+        parent = tracker.start_parent(
+            spec.name,
+            experiment.name,
+            kind="sweep",
+            params={"trials": plan.trials, "victim": driver.victim.spec.key},
+            tags=driver.placement(),
+            key=state["parent_key"],
+        )
+        experiment.mkdir(parents=True, exist_ok=True)
+        (experiment / STATE_FILE).write_text(json.dumps(state | {"parent_run": parent}, indent=2))
+        trainable = driver.trainable(parent)
+        param_space = to_param_space(plan.tree, plan.spaces)
+        if previous is not None:
+            tuner = tune.Tuner.restore(str(experiment), trainable, resume_errored=True, param_space=param_space)
+        else:
+            first = driver.first_downstream()
+            reporter = tune.CLIReporter(metric_columns=["queries_used", f"acc.{first}", f"gain_recovered.{first}"], max_report_frequency=30)
+            run_config = tune.RunConfig(
+                name=experiment.name,
+                storage_path=str(root),
+                failure_config=tune.FailureConfig(max_failures=spec.run.max_failures),
+                callbacks=[close_trial_runs(tracker.uri, parent)],
+                progress_reporter=reporter if progress else None,
+                verbose=1 if progress else 0,
+            )
+            tune_config = tune.TuneConfig(num_samples=spec.run.num_samples, max_concurrent_trials=spec.run.max_concurrent_trials)
+            tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+        try:
+            results = tuner.fit()
+        except BaseException:
+            tracker.finish(parent, "KILLED")
+            raise
     finally:
-        ray.kill(handle, no_restart=True)
-    tracker.log_metrics(parent, {"trials.completed": float(sum(r.error is None for r in results)), "trials.failed": float(results.num_errors)})
-    tracker.finish(parent, "FAILED" if results.num_errors else "FINISHED")
+        driver.stop()
+    done = completed(results)
+    tracker.log_metrics(parent, {"trials.completed": float(done), "trials.failed": float(results.num_errors)})
+    tracker.finish(parent, "FAILED" if results.num_errors else "FINISHED" if done == plan.trials else "KILLED")
     return results
+
+
+def completed(results: Any) -> int:
+    """Trials of a ResultGrid that ran to their final report (an interrupted sweep has fewer than planned)."""
+    return sum(r.error is None and "queries_used" in (r.metrics or {}) for r in results)
+
+
+def close_trial_runs(tracking_uri: str, parent: str) -> Any:
+    """A Tune callback (driver side) that ends a trial's child run left RUNNING: KILLED when Tune stopped the trial
+    early (a scheduler's pruning), FAILED when it failed for good; runs the trial finished itself are left alone."""
+    from ray import tune
+
+    from sslsteal.tracking import Tracker
+
+    class CloseTrialRuns(tune.Callback):
+        def _close(self, trial: Any, status: str) -> None:
+            tracker = Tracker(tracking_uri)
+            run = tracker.find_child(parent, trial.trial_id)
+            if run is not None and run.info.status == "RUNNING":
+                tracker.finish(run.info.run_id, status)
+
+        def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self._close(trial, "KILLED")
+
+        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self._close(trial, "FAILED")
+
+    return CloseTrialRuns()

@@ -70,6 +70,21 @@ class SweepPlan:
     def trials(self) -> int:
         return trial_count(self.spaces, self.spec.run.num_samples)
 
+    def values(self, *path: str) -> list[Any]:
+        """Every value `path` takes in this sweep (a grid's or choice's values, a range's bounds, a fixed value; [] if unset),
+        also inside grids over whole sections such as `attack: {grid: [{...}, {...}]}`."""
+
+        def walk(node: Any, at: Path_) -> list[Any]:
+            out: list[Any] = []
+            for value in self.spaces[at].candidates() if at in self.spaces else [node]:
+                if len(at) == len(path):
+                    out.append(value)
+                elif isinstance(value, dict) and path[len(at)] in value:
+                    out += walk(value[path[len(at)]], at + (path[len(at)],))
+            return out
+
+        return walk(self.tree, ())
+
     def preview(self, limit: int = 5) -> list[dict[str, Any]]:
         return preview(self.spaces, self.spec.run.num_samples, limit, self.spec.run.seed)
 
@@ -124,6 +139,22 @@ def validate_tree(tree: dict[str, Any], spaces: dict[Path_, SearchSpace]) -> lis
     return list(dict.fromkeys(out))
 
 
+def _victim_problems(victim: str | VictimSpec, base: Path) -> list[str]:
+    """A victim named by path must exist; a victim YAML must be a valid victim spec."""
+    if not isinstance(victim, str):
+        return []
+    path = Path(victim) if Path(victim).is_absolute() or Path(victim).exists() else base / victim
+    if not path.exists():
+        return [f"victim: no such file {victim!r} (relative paths are resolved against the sweep file's folder)"]
+    if path.suffix in (".pt", ".pth") or path.is_dir():
+        return []
+    try:
+        parse(VictimSpec, read_yaml(path))
+    except ConfigError as exc:
+        return [f"victim.{p}" if not p.startswith("<top>") else f"victim{p.removeprefix('<top>')}" for p in exc.problems]
+    return []
+
+
 def plan_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepPlan:
     """Read, validate and plan a sweep file; ConfigError lists every problem with its key path."""
     from pydantic import ValidationError
@@ -148,6 +179,8 @@ def plan_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepPla
             problems += validate_tree(tree, spaces)
         except ConfigError as exc:
             problems += exc.problems
+    if spec is not None:
+        problems += _victim_problems(spec.victim, Path(source).resolve().parent)
     if problems or spec is None:
         raise ConfigError(list(dict.fromkeys(problems)), source)
     return SweepPlan(spec, tree, spaces, source)

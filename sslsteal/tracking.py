@@ -122,6 +122,12 @@ class Tracker:
         self._resume(run, name, params, tags)
         return run.info.run_id
 
+    def find_child(self, parent_id: str, key: str) -> Run | None:
+        """The child run of `parent_id` for trial `key`, if one was created."""
+        experiment_id = self.client.get_run(parent_id).info.experiment_id
+        found = self._search(experiment_id, _where({PARENT_RUN_ID: parent_id, TRIAL_KEY: key}))
+        return found[0] if found else None
+
     def log_metrics(self, run_id: str, metrics: Mapping[str, float | None], step: int | None = None) -> None:
         """Log metrics at `step` (0 when None) in one request; None values are dropped, NaN and inf kept as MLflow allows."""
         from mlflow.entities import Metric

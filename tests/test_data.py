@@ -344,3 +344,23 @@ def test_real_cifar10_test_from_shared_parquet() -> None:
     assert loaded.images.shape == (10000, 3, 32, 32) and loaded.images.dtype == torch.uint8
     assert torch.bincount(loaded.labels).tolist() == [1000] * 10
     assert 60 < loaded.images.float().mean() < 200
+
+
+def test_provided_arrays_serve_load_without_the_disk_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a sweep trial does with the object store's read-only arrays: load() serves them, subsets copy them."""
+    from sslsteal import data
+
+    images = np.arange(4 * 3 * 32 * 32, dtype=np.uint8).reshape(4, 3, 32, 32) % 251
+    labels = np.array([0, 1, 2, 3], dtype=np.int64)
+    images.flags.writeable = False
+    monkeypatch.setattr(data, "_PROVIDED", {})
+    monkeypatch.setenv("SSLSTEAL_CACHE", str(tmp_path / "empty-cache"))
+    data.provide("synthetic:test", (images, labels))
+    whole = data.load("synthetic:test")
+    assert len(whole) == 4 and torch.equal(whole.images, torch.from_numpy(images.copy()))
+    part = data.load("synthetic:test", size=2, seed=0)
+    assert len(part) == 2 and part.images.is_contiguous()
+    assert not (tmp_path / "empty-cache").exists()  # nothing decoded or cached
+    assert data.load("synthetic:train").images.shape[0] == data.SYNTHETIC_SIZES["train"]  # others still load normally
+    arrays = data.arrays("synthetic:test")
+    assert np.shares_memory(arrays[0], images)  # no copy on the way through

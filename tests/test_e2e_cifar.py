@@ -35,3 +35,61 @@ def test_steal_tiny_victim_on_cifar10(cifar_root: Path, tmp_path: Path, capsys: 
     gain = (m["acc.cifar10"] - m["random_acc.cifar10"]) / (m["victim_acc.cifar10"] - m["random_acc.cifar10"])
     assert m["gain_recovered.cifar10"] == pytest.approx(gain)
     assert 0.3 < m["fidelity.cosine"] <= 1.0 and m["fidelity.l2"] > 0
+
+
+def test_ownership_in_a_run_and_verify_from_the_cli(cifar_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A stolen tiny encoder is saved, then `sslsteal verify` tests it and, as a control, the reference encoder itself."""
+    import json
+
+    from sslsteal.reference import get_reference, reference_spec
+    from sslsteal.run import resolve_victim
+    from sslsteal.victim.checkpoint import save_victim
+    from sslsteal.victim.train import train_victim
+
+    victim_yaml = REPO / "sweeps" / "victims" / "tiny.yaml"
+    run = {
+        "victim": str(victim_yaml),
+        "attack": {"method": "direct", "loss": "mse", "queries": 2000, "query_data": "cifar10:test", "epochs": 5},
+        "evaluate": {"ownership": ["watermark", "distance", "dataset_inference"], "ownership_images": 300},
+        "data_root": str(cifar_root),
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(run))
+    stolen = tmp_path / "stolen.pt"
+    out = tmp_path / "steal.json"
+    assert main(["steal", str(path), "--quiet", "--save-encoder", str(stolen), "--output", str(out)]) == 0
+    metrics = json.loads(out.read_text())["metrics"]
+    for test in ("watermark", "distance", "dataset_inference"):
+        assert 0.0 <= metrics[f"ownership.{test}.p_value"] <= 1.0
+    assert "ownership watermark: p =" in capsys.readouterr().out
+
+    victim = resolve_victim(str(victim_yaml), data_root=str(cifar_root), progress=False)
+    reference = get_reference(victim, data_root=str(cifar_root), progress=False)
+    assert reference.spec == reference_spec(victim.spec).model_copy(update={"data_root": str(cifar_root)})
+    assert reference.predictor is None and reference.spec.seed == victim.spec.seed + 1
+
+    honest = tmp_path / "honest"  # another independently trained encoder (seed + 2): what an innocent party has
+    save_victim(train_victim(reference_spec(reference.spec), progress=False), honest)
+
+    common = ["verify", "--victim", str(victim_yaml), "--data-root", str(cifar_root), "--images", "300", "--quiet"]
+    verdicts = {}
+    for name, suspect in (("stolen", stolen), ("honest", honest)):
+        report = tmp_path / f"{name}.json"
+        assert main([*common, "--suspect", str(suspect), "--tests", "watermark", "distance", "--output", str(report)]) == 0
+        verdicts[name] = json.loads(report.read_text())["metrics"]
+    printed = capsys.readouterr().out
+    assert "stolen from tiny-" in printed and "victim checkpoint tiny-ref-ref-" in printed
+    # The stolen copy carries the watermark and sits closer to the victim than the independent reference does;
+    # the honest encoder does neither.
+    assert verdicts["stolen"]["ownership.watermark.p_value"] < 0.05
+    assert verdicts["stolen"]["ownership.distance.p_value"] < 0.05
+    assert verdicts["honest"]["ownership.watermark.p_value"] >= 0.05
+    assert verdicts["honest"]["ownership.distance.p_value"] >= 0.05
+
+
+def test_verify_usage_errors(cifar_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    victim_yaml = str(REPO / "sweeps" / "victims" / "tiny.yaml")
+    assert main(["verify", "--victim", victim_yaml, "--suspect", str(tmp_path / "missing.pt"), "--data-root", str(cifar_root)]) == 2
+    assert "missing.pt" in capsys.readouterr().err
+    assert main(["verify", "--victim", victim_yaml, "--suspect", "x.pt", "--tests", "nope"]) == 2
+    assert "--tests: unknown ownership test 'nope'" in capsys.readouterr().err

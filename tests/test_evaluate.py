@@ -10,7 +10,7 @@ import torch
 
 from sslsteal.baselines import random_accuracy
 from sslsteal.config import ConfigError, parse
-from sslsteal.evaluate import ProbeSpec, extract_features, fidelity, linear_probe, probe_data
+from sslsteal.evaluate import ProbeData, ProbeSpec, extract_features, fidelity, knn_accuracy, linear_probe, probe_data
 
 
 def test_linear_probe_separates_separable_features() -> None:
@@ -58,3 +58,16 @@ def test_fashion_mnist_probe_data_is_reshaped_for_the_encoder() -> None:
     task = probe_data("fashion_mnist", train_images=100, test_images=50)
     assert task.train_images.shape == (100, 3, 32, 32) and task.test_images.shape == (50, 3, 32, 32)
     assert task.train_images.dtype == torch.uint8 and set(np.unique(task.test_labels)) <= set(range(10))
+
+
+def test_knn_accuracy_against_a_hand_count() -> None:
+    # Features are the images' first pixel values: class 0 near (1, 0), class 1 near (0, 1).
+    train = torch.tensor([[1.0, 0.1], [0.9, 0.0], [1.0, 0.2], [0.1, 1.0], [0.0, 0.9]]).view(5, 2, 1, 1)
+    test = torch.tensor([[0.8, 0.1], [0.2, 1.0], [1.0, 0.9]]).view(3, 2, 1, 1)
+    task = ProbeData("toy", train, np.array([0, 0, 0, 1, 1]), test, np.array([0, 1, 1]))
+    encoder = lambda x: x.flatten(1)  # noqa: E731
+    # k=1 by cosine: the first two are right; (1, 0.9) is nearest to (1, 0.2) (cos 0.860 vs 0.740 for (0.1, 1)),
+    # a class-0 neighbour, so it is wrong.
+    assert knn_accuracy(encoder, task, k=1) == pytest.approx(100 * 2 / 3)
+    # k=5: every test point sees all five neighbours, 3 votes for class 0 -> only the first is right.
+    assert knn_accuracy(encoder, task, k=5) == pytest.approx(100 / 3)

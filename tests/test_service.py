@@ -72,6 +72,28 @@ def test_in_process_validation_and_budget(checkpoint: str) -> None:
     assert service.stats("a")["queries_used"] == 10
 
 
+def test_fresh_accounts_never_reuse_a_name_or_a_budget(checkpoint: str) -> None:
+    service = VictimService(checkpoint, {"budget": 10})
+    first = service.open_fresh_account("trial_a", 4)
+    assert first["account"] == "trial_a.1" and first["budget"] == 4
+    service.embed(_images(3), "trial_a.1")
+    second = service.open_fresh_account("trial_a", 4, {"name": "noise", "sigma": 1.0})  # a retry: next name, full budget
+    assert second["account"] == "trial_a.2" and second["queries_used"] == 0 and second["defense"] == "noise"
+    assert service.stats("trial_a.1")["queries_used"] == 3  # the failed attempt stays on record
+    assert service.open_fresh_account("trial_ab")["account"] == "trial_ab.1"  # another prefix counts apart
+    with pytest.raises(InvalidQuery, match="budget must be a positive int"):
+        service.open_fresh_account("trial_a", 0)
+    assert service.open_fresh_account("trial_a")["account"] == "trial_a.3"  # the refused open reserved nothing
+
+
+def test_checkpoint_bytes_serve_the_same_answers(checkpoint: str) -> None:
+    from_path = VictimService(checkpoint)
+    from_bytes = VictimService(Path(checkpoint).read_bytes())
+    for service in (from_path, from_bytes):
+        service.open_account("a")
+    np.testing.assert_array_equal(from_path.embed(_images(4), "a"), from_bytes.embed(_images(4), "a"))
+
+
 def test_each_account_can_have_its_own_defense(checkpoint: str, tmp_path: Path) -> None:
     """One shared victim serves a sweep over defense parameters: the defense is chosen per account."""
     service = VictimService(checkpoint, {"state_dir": str(tmp_path)})

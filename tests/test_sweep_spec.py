@@ -87,3 +87,46 @@ def test_validate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     bad = _sweep(tmp_path, attack={"loss": {"grid": ["mse", "l7"]}, "queries": 100})
     assert main(["validate", str(bad)]) == 2
     assert "attack.loss.grid[1]: unknown loss 'l7'" in capsys.readouterr().err
+
+
+MALFORMED_SWEEPS = [
+    ("unknown top-level key", {"extra": 1}, "extra: unknown key"),
+    ("unknown run key", {"run": {"threads": 4}}, "run.threads: unknown key"),
+    ("bad name", {"name": "a b"}, "name: String should match pattern"),
+    ("unknown loss in a grid", {"attack": {"loss": {"grid": ["mse", "nope"]}, "queries": 100}}, "attack.loss.grid[1]: unknown loss 'nope'"),
+    ("unknown method", {"attack": {"method": "steal_harder", "queries": 100}}, "attack.method"),
+    ("budget above the query split", {"attack": {"queries": {"grid": [100, 20000]}}}, "attack.queries.grid[1]: 20000 queries need 20000 images"),
+    ("negative sigma", {"defense": {"name": "noise", "sigma": {"grid": [0, -1]}}}, "defense.sigma.grid[1]"),
+    ("unknown defense", {"defense": {"name": "firewall"}}, "defense.name"),
+    ("unknown dataset", {"evaluate": {"downstream": ["imagenet42"]}}, "evaluate.downstream"),
+    ("unknown ownership test", {"evaluate": {"ownership": ["watermark", "vibes"]}}, "evaluate.ownership: unknown ownership test 'vibes'"),
+    ("wrong type", {"run": {"max_concurrent_trials": "two"}}, "run.max_concurrent_trials"),
+    ("malformed range", {"attack": {"queries": 100, "lr": {"loguniform": [0, 1]}}}, "attack.lr.loguniform: bounds must be positive"),
+    ("empty grid", {"attack": {"queries": {"grid": []}}}, "attack.queries.grid: expected a non-empty list"),
+    ("victim file missing", {"victim": "no/such/victim.yaml"}, "victim: no such file"),
+    ("bad victim config", {"victim": {"name": "v", "encoder": "vgg99"}}, "victim.encoder"),
+]
+
+
+@pytest.mark.parametrize("command", ["validate", "sweep"])
+@pytest.mark.parametrize(("case", "change", "needle"), MALFORMED_SWEEPS, ids=[c[0] for c in MALFORMED_SWEEPS])
+def test_malformed_sweeps_exit_2_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, case: str, change: dict, needle: str
+) -> None:
+    data = {"name": "t", "victim": tiny_victim_spec(), "attack": {"loss": "mse", "queries": 100}} | change
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main([command, str(path)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err, err
+    assert "Traceback" not in err
+    import ray
+
+    assert not ray.is_initialized()  # rejected before anything started
+
+
+def test_broken_yaml_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "sweep.yaml"
+    path.write_text("name: t\nattack: {loss: mse\n")
+    assert main(["sweep", str(path)]) == 2
+    assert "sweep.yaml" in capsys.readouterr().err

@@ -7,6 +7,7 @@ file (`checkpoints/<name>-<hash>/`, how the repo ships trained victims) and then
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -72,8 +73,8 @@ def build_victim(spec: VictimSpec) -> Victim:
     return Victim(spec, encoder, head, predictor)
 
 
-def save_victim(victim: Victim, directory: Path) -> Path:
-    """Write `checkpoint.pt` into `directory` atomically; returns the checkpoint path."""
+def victim_bytes(victim: Victim) -> bytes:
+    """The checkpoint file's content for `victim` (spec, hash, weights, training history)."""
     state = {
         "spec": victim.spec.model_dump(),
         "hash": victim.spec.config_hash(),
@@ -82,20 +83,33 @@ def save_victim(victim: Victim, directory: Path) -> Path:
         "predictor": victim.predictor.state_dict() if victim.predictor else None,
         "history": victim.history,
     }
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def save_victim(victim: Victim | bytes, directory: Path) -> Path:
+    """Write `checkpoint.pt` (from a victim or a checkpoint's bytes) into `directory` atomically; returns its path."""
+    content = victim if isinstance(victim, bytes) else victim_bytes(victim)
     path = directory / CHECKPOINT
-    atomic_write(path, lambda f: torch.save(state, f))
-    victim.path = path
+    atomic_write(path, lambda f: f.write(content))
+    if not isinstance(victim, bytes):
+        victim.path = path
     return path
 
 
-def load_victim(path: str | Path, map_location: str | torch.device = "cpu") -> Victim:
-    """Load a victim from a checkpoint file or its directory."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / CHECKPOINT
-    if not p.is_file():
-        raise FileNotFoundError(f"no victim checkpoint at {p}")
-    state = torch.load(p, map_location=map_location, weights_only=True)
+def load_victim(source: str | Path | bytes, map_location: str | torch.device = "cpu") -> Victim:
+    """Load a victim from a checkpoint file, its directory, or the file's bytes (as shipped through Ray's object store)."""
+    p: Path | None = None
+    if isinstance(source, bytes):
+        state = torch.load(io.BytesIO(source), map_location=map_location, weights_only=True)
+    else:
+        p = Path(source)
+        if p.is_dir():
+            p = p / CHECKPOINT
+        if not p.is_file():
+            raise FileNotFoundError(f"no victim checkpoint at {p}")
+        state = torch.load(p, map_location=map_location, weights_only=True)
     spec = VictimSpec.model_validate(state["spec"])
     victim = build_victim(spec)
     victim.encoder.load_state_dict(state["encoder"])

@@ -15,6 +15,7 @@ import os
 import pickle
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -60,7 +61,8 @@ class ServiceSpec(StrictModel):
     defense: dict[str, Any] = Field(default_factory=lambda: {"name": "none"}, description="defense of accounts opened without their own")
     pow_mode: Literal["solve", "charge"] = Field("solve", description="solve: the caller must solve HashCash; charge: record expected hashes only")
     num_cpus: float = Field(1.0, ge=0)
-    num_gpus: float = Field(0.0, ge=0, description="GPUs for the actor; fractional allowed")
+    num_gpus: float | Literal["auto"] = Field("auto", description="GPUs for the actor (fractional allowed); auto: 1 when the cluster has a GPU, else 0")
+    resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources the actor needs, e.g. {victim_host: 1} to pin its node")
     max_concurrency: int = Field(4, gt=0, description="requests served at once (threads)")
     state_dir: str | None = Field(None, description="where per-account state is persisted; none: kept in memory only")
     seed: int = 0
@@ -113,7 +115,7 @@ class Account:
 class VictimService:
     """Serves `embed(images, account)` from a victim checkpoint with per-account budgets and defenses."""
 
-    def __init__(self, checkpoint: str, spec: dict[str, Any] | None = None) -> None:
+    def __init__(self, checkpoint: str | bytes, spec: dict[str, Any] | None = None) -> None:
         from sslsteal.device import select_device, set_threads
         from sslsteal.victim.checkpoint import load_victim
 
@@ -134,9 +136,25 @@ class VictimService:
 
         Per-account defenses let one shared victim serve a sweep over defense parameters.
         """
+        name = self._check_account(account)
+        return self._open(lambda: name, budget, defense)
+
+    def open_fresh_account(self, prefix: str, budget: int | None = None, defense: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Open a new account `<prefix>.<n>` (n = 1, 2, ...) never used before, so a retried trial gets a fresh budget."""
+        base = self._check_account(prefix)
+
+        def fresh() -> str:
+            n = 1 + sum(1 for existing in self._accounts if existing.rpartition(".")[0] == base)
+            while f"{base}.{n}" in self._accounts:
+                n += 1
+            return f"{base}.{n}"
+
+        return self._open(fresh, budget, defense)
+
+    def _open(self, choose_name: Callable[[], str], budget: int | None, defense: dict[str, Any] | None) -> dict[str, Any]:
+        """Validate budget and defense, then create the account `choose_name()` (called under the registry lock) if new."""
         from sslsteal.config import ConfigError
 
-        name = self._check_account(account)
         if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool) or budget <= 0):
             raise InvalidQuery(f"budget must be a positive int, got {budget!r}")
         config = dict(defense) if defense is not None else dict(self.spec.defense)
@@ -145,6 +163,7 @@ class VictimService:
         except ConfigError as exc:
             raise InvalidQuery(str(exc).replace("\n", "; ")) from None
         with self._registry_lock:
+            name = choose_name()
             acc = self._accounts.get(name)
             if acc is None:
                 acc = Account(name, budget or self.spec.budget, config, defense=guard.init_state(name))
@@ -169,9 +188,10 @@ class VictimService:
         """Where and how the victim runs: node, process, device, shapes (for tests and dashboards)."""
         import ray
 
-        node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+        in_ray = ray.is_initialized()
         return {
-            "node_id": node,
+            "node_id": ray.get_runtime_context().get_node_id() if in_ray else None,
+            "gpu_ids": [str(g) for g in ray.get_gpu_ids()] if in_ray else [],
             "pid": os.getpid(),
             "device": str(self.device),
             "victim": self.victim.spec.key,
@@ -290,20 +310,34 @@ class VictimService:
             self._accounts[snap["name"]] = Account(**snap)
 
 
-def create_service(checkpoint: str | Path, spec: ServiceSpec, *, name: str = "victim", namespace: str | None = None) -> Any:
-    """Start the named, restartable victim actor (on a GPU node when `spec.num_gpus` > 0)."""
+def cluster_gpus(share: float | Literal["auto"]) -> float:
+    """GPUs to request: `share` itself, or for "auto" 1 when the Ray cluster has any GPU and 0 otherwise."""
+    import ray
+
+    if share != "auto":
+        return float(share)
+    return 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+
+
+def create_service(checkpoint: str | Path | bytes, spec: ServiceSpec, *, name: str = "victim", namespace: str | None = None) -> Any:
+    """Start the named, restartable victim actor (on a GPU node when the cluster has one, unless `spec.num_gpus` says otherwise).
+
+    Pass the checkpoint's bytes (not a path) when the actor may land on another machine.
+    """
     import ray
 
     actor = ray.remote(VictimService).options(
         name=name,
         namespace=namespace,
         num_cpus=spec.num_cpus,
-        num_gpus=spec.num_gpus,
+        num_gpus=cluster_gpus(spec.num_gpus),
+        resources=spec.resources or None,
         max_restarts=-1,
         max_task_retries=3,
         max_concurrency=spec.max_concurrency,
     )
-    handle = actor.remote(str(checkpoint), spec.model_dump())
+    source = checkpoint if isinstance(checkpoint, bytes) else str(checkpoint)
+    handle = actor.remote(source, spec.model_dump())
     ray.get(handle.info.remote())  # surface construction errors here, not in the first trial
     return handle
 

@@ -1,0 +1,111 @@
+"""Sweep overhead: the same trials run by a bare Python loop and by `sslsteal sweep`, and 2x1-CPU vs 1x2-CPU trials.
+
+Run: SSLSTEAL_DATA=../shared/data python benchmarks/sweep_overhead.py [--sweep sweeps/quickstart.yaml] [--set k=v ...]
+Prints, from one run:
+- the bare loop's wall time: each trial's steal + evaluate + ownership tests in this process, one after the
+  other, against an in-process `VictimService` (same accounts, budgets and defenses), no Ray, no MLflow;
+- Ray start-up (`ray.init`), reported apart;
+- the sweep's wall time for the same trials, one at a time with the same CPUs (shared actor, object store,
+  Tune, MLflow child runs), and the ratio sweep / loop (target <= 1.05);
+- throughput of 2 concurrent trials of 1 CPU each vs 1 trial at a time with 2 CPUs.
+Victim, reference and evaluation caches are warmed first so every variant does the same work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _configs(plan: Any) -> list[dict[str, Any]]:
+    """Every grid configuration of the plan (the benchmark sweeps must use grids only)."""
+    import itertools
+
+    from sslsteal.search_space import substitute
+
+    if any(space.kind != "grid" for space in plan.spaces.values()):
+        raise SystemExit("use a sweep whose search spaces are all grids, so both runners do the same trials")
+    paths = list(plan.spaces)
+    combos = itertools.product(*(plan.spaces[p].candidates() for p in paths))
+    return [substitute(plan.tree, dict(zip(paths, combo))) for combo in combos] * plan.spec.run.num_samples
+
+
+def bare_loop(plan: Any, cpus: int) -> float:
+    """Wall seconds for the trials run sequentially in this process against an in-process victim service."""
+    from sslsteal.device import select_device, set_threads
+    from sslsteal.reference import get_reference
+    from sslsteal.run import RunSpec, legit_metrics, legit_queries, resolve_victim, steal_and_evaluate
+    from sslsteal.victim.service import VictimService
+
+    set_threads(cpus)
+    spec = plan.spec
+    root = spec.run.data_root
+    start = time.perf_counter()
+    victim = resolve_victim(spec.victim, base=Path(plan.source).resolve().parent, data_root=root, progress=False)
+    service = VictimService(str(victim.path), {**spec.service, "num_cpus": cpus})
+    device = select_device()
+    for i, config in enumerate(_configs(plan)):
+        run = RunSpec.model_validate({"victim": victim.spec.key, "attack": config["attack"], "evaluate": config["evaluate"], "data_root": root})
+        reference = get_reference(victim, data_root=root) if run.evaluate.ownership else None
+        account = service.open_fresh_account(f"loop{i}", run.attack.queries, config["defense"])["account"]
+        head = run.attack.method == "access_head"
+        steal_and_evaluate(run, victim, lambda x, a=account: service.embed(x, a, head), device, reference=reference)
+        if run.evaluate.legit:
+            downstream = run.evaluate.downstream or victim.spec.evaluate.downstream
+            legit = service.open_fresh_account(f"loop{i}-legit", legit_queries(victim, downstream), config["defense"])["account"]
+            legit_metrics(lambda x, a=legit: service.embed(x, a), victim, downstream, root)
+    return time.perf_counter() - start
+
+
+def sweep(plan: Any, storage: str, uri: str) -> tuple[float, Any]:
+    """Wall seconds of run_sweep (Ray already up) and its ResultGrid."""
+    from sslsteal.sweep import run_sweep
+
+    start = time.perf_counter()
+    results = run_sweep(plan, tracking_uri=uri, storage=storage, progress=False)
+    return time.perf_counter() - start, results
+
+
+def main() -> None:
+    import ray
+
+    from sslsteal.sweep_spec import plan_sweep
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sweep", default=str(REPO / "sweeps" / "quickstart.yaml"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a sweep value (repeatable)")
+    parser.add_argument("--cpus", type=int, default=2)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="sweep-overhead-"))
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+
+    def plan_with(*extra: str) -> Any:
+        return plan_sweep(args.sweep, [*args.set, *extra])
+
+    one_at_a_time = plan_with("run.max_concurrent_trials=1", f"run.resources_per_trial.cpu={args.cpus}")
+    trials = len(_configs(one_at_a_time))
+    print(f"{trials} trials from {args.sweep}")
+    bare_loop(one_at_a_time, args.cpus)  # warm the caches (victim, reference, datasets, baselines)
+    loop_s = bare_loop(one_at_a_time, args.cpus)
+    print(f"bare loop, 1 trial at a time, {args.cpus} threads: {loop_s:.1f} s")
+
+    start = time.perf_counter()
+    ray.init(num_cpus=args.cpus + 1, include_dashboard=False, log_to_driver=False)  # +1 CPU for the victim actor
+    print(f"ray.init: {time.perf_counter() - start:.1f} s (not counted below)")
+    sweep_s, _ = sweep(one_at_a_time, str(work / "a"), uri)
+    print(f"sslsteal sweep, 1 trial at a time with {args.cpus} CPUs: {sweep_s:.1f} s; ratio sweep / loop = {sweep_s / loop_s:.3f}")
+
+    two_by_one = plan_with("run.max_concurrent_trials=2", "run.resources_per_trial.cpu=1")
+    pair_s, _ = sweep(two_by_one, str(work / "b"), uri)
+    print(f"sslsteal sweep, 2 trials at once with 1 CPU each: {pair_s:.1f} s")
+    print(f"throughput: {60 * trials / pair_s:.2f} vs {60 * trials / sweep_s:.2f} trials/min; ratio (2x1 CPU) / (1x2 CPU) = {sweep_s / pair_s:.3f}")
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()

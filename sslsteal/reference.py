@@ -1,0 +1,50 @@
+"""The independent reference encoder ownership tests compare a suspect with.
+
+Same architecture, data and recipe as the victim, another seed and no watermark: what an honest party
+would get by training on its own. It is trained once and cached exactly like a victim (`<name>-ref-<hash>`),
+and looked up next to the victim's shipped checkpoint first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sslsteal.victim.checkpoint import CHECKPOINT, Victim, checkpoint_hash, load_victim
+from sslsteal.victim.spec import VictimSpec
+
+SEED_OFFSET = 1
+"""The reference's seed is the victim's plus this."""
+
+
+def reference_spec(victim: VictimSpec) -> VictimSpec:
+    """The victim's recipe with another seed and without the watermark."""
+    return victim.model_copy(update={"name": f"{victim.name}-ref", "seed": victim.seed + SEED_OFFSET, "watermark": None})
+
+
+def _shipped(spec: VictimSpec, victim: Victim) -> Path | None:
+    """A reference checkpoint shipped beside the victim's (`checkpoints/<victim-key>/` -> `checkpoints/<ref-key>/`)."""
+    if victim.path is None:
+        return None
+    ckpt = victim.path.parent.parent / spec.key / CHECKPOINT
+    return ckpt if ckpt.is_file() and checkpoint_hash(ckpt) == spec.config_hash() else None
+
+
+def find_reference(victim: Victim, data_root: str | None = None) -> tuple[VictimSpec, Path | None]:
+    """The reference's spec and its shipped or cached checkpoint (None when it has not been trained yet)."""
+    from sslsteal.victim.checkpoint import find_cached
+
+    spec = reference_spec(victim.spec)
+    if data_root and not spec.data_root:
+        spec = spec.model_copy(update={"data_root": data_root})
+    return spec, _shipped(spec, victim) or find_cached(spec)
+
+
+def get_reference(victim: Victim, *, data_root: str | None = None, progress: bool = True) -> Victim:
+    """The reference encoder for `victim`: shipped, cached, or trained now (slow: as long as the victim took)."""
+    from sslsteal.victim.checkpoint import save_victim, victims_dir
+    from sslsteal.victim.train import train_victim
+
+    spec, path = find_reference(victim, data_root)
+    if path is None:
+        path = save_victim(train_victim(spec, progress=progress), victims_dir() / spec.key)
+    return load_victim(path)

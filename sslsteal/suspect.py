@@ -1,0 +1,69 @@
+"""Encoders under suspicion: saving a stolen encoder, and loading any encoder `sslsteal verify` may examine.
+
+A stolen-encoder file holds the architecture name, the weights, the linear adapter a stolen encoder of
+another architecture uses to reach the victim's space (when it has one), and where it came from.
+A victim checkpoint also works as a suspect (its encoder), e.g. to check that an honest model passes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sslsteal.attack import StolenModel
+from sslsteal.fileio import atomic_write
+from sslsteal.models import build_encoder
+
+KIND = "sslsteal.stolen_encoder"
+
+
+def suspect_module(stolen: StolenModel, victim_dim: int) -> nn.Module:
+    """The stolen encoder as the tests see it: in the victim's representation space (through its adapter if needed)."""
+    if stolen.encoder.dim == victim_dim or not isinstance(stolen.head, nn.Linear):
+        return stolen.encoder
+    return nn.Sequential(stolen.encoder, stolen.head).eval()
+
+
+def save_stolen(stolen: StolenModel, path: str | Path, *, victim: str, attack: dict[str, Any]) -> Path:
+    """Write the stolen encoder (and its adapter, if any) atomically; `victim` and `attack` record its origin."""
+    adapter = stolen.head if isinstance(stolen.head, nn.Linear) and stolen.head.out_features != stolen.encoder.dim else None
+    state = {
+        "kind": KIND,
+        "encoder_name": stolen.encoder.name,
+        "encoder": stolen.encoder.state_dict(),
+        "adapter": adapter.state_dict() if adapter is not None else None,
+        "victim": victim,
+        "attack": attack,
+        "queries_used": stolen.queries_used,
+    }
+    target = Path(path)
+    atomic_write(target, lambda f: torch.save(state, f))
+    return target
+
+
+def load_suspect(path: str | Path) -> tuple[nn.Module, str]:
+    """(encoder module in eval mode, one-line description) from a stolen-encoder file or a victim checkpoint."""
+    from sslsteal.victim.checkpoint import CHECKPOINT, load_victim
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / CHECKPOINT
+    if not p.is_file():
+        raise FileNotFoundError(f"no encoder file at {p}")
+    state = torch.load(p, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("kind") != KIND:
+        victim = load_victim(p)
+        return victim.encoder.eval(), f"victim checkpoint {victim.spec.key}"
+    encoder = build_encoder(state["encoder_name"])
+    encoder.load_state_dict(state["encoder"])
+    module: nn.Module = encoder
+    if state["adapter"] is not None:
+        weight = state["adapter"]["weight"]
+        adapter = nn.Linear(weight.shape[1], weight.shape[0])
+        adapter.load_state_dict(state["adapter"])
+        module = nn.Sequential(encoder, adapter)
+    attack = state["attack"]
+    return module.eval(), f"stolen from {state['victim']} ({attack.get('method')}/{attack.get('loss')}, {state['queries_used']} queries)"
