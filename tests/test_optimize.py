@@ -200,7 +200,7 @@ def test_the_table_shows_the_best_per_budget_and_per_loss(tmp_path: Path) -> Non
     assert rows[1].per_loss == {"mse": 44.0, "infonce": None} and rows[1].importances == {}
     assert "attack/lr" in rows[0].importances
     text, files = write_tables(rows, plan, "cifar10", tmp_path / "out")
-    table = list(csv.DictReader(files[0].open()))
+    table = list(csv.DictReader(files[0].read_text().splitlines()))
     assert [(r["budget"], r["best loss"], r["best mse"], r["best infonce"]) for r in table] == [("200", "infonce", "41", "42.5"), ("400", "mse", "44", "—")]
     assert table[0]["victim acc.cifar10"] == "48" and table[0]["trials (complete/pruned/failed)"] == "3/1/0"
     assert "| 200 | infonce | 42.5 |" in text and "Parameter importances" in text
@@ -237,7 +237,7 @@ def test_tune_runs_optuna_trials_concurrently_and_prunes(tmp_path: Path) -> None
     searcher = make_searcher(plan, 200, "acc.cifar10", storage, seed=0)
     for point in cover_points(plan):
         searcher._ot_study.enqueue_trial(point)
-    ray.init(num_cpus=2, include_dashboard=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False)  # not a cluster another job started here
     try:
         tuner = tune.Tuner(
             tune.with_resources(trainable, {"cpu": 1}),
@@ -300,6 +300,7 @@ def test_optimize_end_to_end_and_resume(cifar_root: Path, tmp_path: Path, mlflow
     }
     path = _write(tmp_path, sweep)
     args = ["optimize", str(path), "--tracking-uri", mlflow_uri, "--storage", str(tmp_path / "tune"), "--output", str(tmp_path / "out"), "--quiet"]
+    args += ["--address", "local"]  # never join a cluster another job started with `ray start` on this machine
     try:
         assert main(args) == 0
     finally:
@@ -312,7 +313,7 @@ def test_optimize_end_to_end_and_resume(cifar_root: Path, tmp_path: Path, mlflow
         assert [t.number for t in study.trials] == [0, 1, 2]
         assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials) == 3
         assert {t.params["attack/loss"] for t in study.trials[:2]} == {"mse", "infonce"}  # the cover points first
-    table = list(csv.DictReader((tmp_path / "out" / "best_per_budget.csv").open()))
+    table = list(csv.DictReader((tmp_path / "out" / "best_per_budget.csv").read_text().splitlines()))
     assert [r["budget"] for r in table] == ["200", "400"] and all(r["best loss"] in ("mse", "infonce") for r in table)
     assert "| budget | best loss |" in (tmp_path / "out" / "best_per_budget.md").read_text()
 
@@ -332,15 +333,15 @@ def test_optimize_end_to_end_and_resume(cifar_root: Path, tmp_path: Path, mlflow
         states = {c.data.tags["sslsteal.optuna_state"]: c.info.status for c in children}
         assert states.get("COMPLETE", "FINISHED") == "FINISHED" and states.get("PRUNED", "KILLED") == "KILLED"
 
-    # a second invocation continues the same studies: one more trial each, numbered on
-    try:
-        assert main([*args, "--set", "optimize.trials_per_budget=4"]) == 0
-    finally:
-        ray.shutdown()
+    # a second invocation (a new process, as a user would run it) continues the same studies: one more trial each
+    cmd = [sys.executable, "-m", "sslsteal.cli", *args, "--set", "optimize.trials_per_budget=4"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "| 200 |" in proc.stdout and "| 400 |" in proc.stdout
     for name, study_id in ids.items():
         study = optuna.load_study(study_name=name, storage=storage)
         assert study._study_id == study_id and [t.number for t in study.trials] == [0, 1, 2, 3]
         assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials) == 4
     assert len(tracker.client.search_runs([exp.experiment_id], "tags.`sslsteal.kind` = 'study'")) == 2  # reused
-    table = list(csv.DictReader((tmp_path / "out" / "best_per_budget.csv").open()))
+    table = list(csv.DictReader((tmp_path / "out" / "best_per_budget.csv").read_text().splitlines()))
     assert all(sum(map(int, r["trials (complete/pruned/failed)"].split("/")[:2])) == 4 for r in table)
