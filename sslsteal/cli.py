@@ -98,8 +98,14 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from sslsteal.config import read_yaml
     from sslsteal.sweep_spec import plan_sweep
 
+    if "optimize" in read_yaml(args.sweep):  # an `sslsteal optimize` file
+        from sslsteal.optimize_spec import plan_optimize
+
+        print(plan_optimize(args.sweep, args.set).describe())
+        return 0
     plan = plan_sweep(args.sweep, args.set)
     run = plan.spec.run
     res = run.resources_per_trial
@@ -206,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     optimize.add_argument("--quiet", action="store_true", help="no progress output")
     optimize.set_defaults(func=_optimize)
 
-    validate = sub.add_parser("validate", help="check a sweep file and print its trial count, without starting Ray")
+    validate = sub.add_parser("validate", help="check a sweep (or optimize) file and print its trial count, without starting Ray")
     validate.add_argument("sweep", help="sweep YAML")
     validate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a value (repeatable)")
     validate.add_argument("--show", type=int, default=5, help="trials to preview")

@@ -95,6 +95,16 @@ def probe_data(dataset: str, *, channels: int = 3, size: int = 32, train_images:
     return ProbeData(dataset, train.images, train.labels.numpy(), test.images, test.labels.numpy())
 
 
+def holdout_task(dataset: str, train_images: int, test_images: int, *, seed: int = 0, root: str | None = None) -> ProbeData:
+    """A small task drawn from `dataset`'s train split only (disjoint train/test parts), for monitoring during
+    training: choices made on it (pruning) never look at the test split the final evaluation uses."""
+    from sslsteal import data
+
+    drawn = data.load(f"{dataset}:train", root=root, size=train_images + test_images, seed=seed).to_shape(3, 32)
+    labels = drawn.labels.numpy()
+    return ProbeData(dataset, drawn.images[:train_images], labels[:train_images], drawn.images[train_images:], labels[train_images:])
+
+
 def linear_eval(encoder: nn.Module | Embed, task: ProbeData, device: torch.device | None = None) -> float:
     """Linear-evaluation top-1 accuracy (percent) of `encoder` on `task`."""
     train_x = extract_features(encoder, task.train_images, device=device)

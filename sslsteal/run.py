@@ -29,7 +29,7 @@ class EvaluateSpec(StrictModel):
     ownership: list[str] = Field(default_factory=list, description="ownership tests to run on the stolen encoder (docs/ownership.md)")
     ownership_images: int = Field(1000, ge=4, description="private (victim train) and public (victim test) images each ownership test sees")
     legit: bool = Field(False, description="also measure legit_acc: a legitimate user's accuracy through the same defense")
-    monitor_images: int = Field(0, ge=0, description="held-out images for a per-epoch k-NN accuracy (val.knn_acc), used for pruning; 0 = off")
+    monitor_images: int = Field(0, ge=0, description="downstream train-split images for a per-epoch k-NN accuracy (val.knn_acc, with half as many scored), for pruning; 0 = off")
 
     @field_validator("downstream")
     @classmethod
@@ -99,7 +99,8 @@ def query_images(spec: AttackSpec, data_root: str | None = None) -> tuple[torch.
     return chosen.images, chosen.labels
 
 
-def _other_split(spec: str) -> str:
+def other_split(spec: str) -> str:
+    """The dataset's other labelled split (`cifar10:test` for `cifar10:train`), or the same split when it has no other."""
     from sslsteal.data import DATASETS, parse_spec
 
     name, split = parse_spec(spec)
@@ -132,7 +133,7 @@ def evaluate_stolen(
         metrics[f"random_acc.{ds}"] = r_acc
         metrics[f"acc_ratio.{ds}"] = acc / v_acc
         metrics[f"gain_recovered.{ds}"] = (acc - r_acc) / (v_acc - r_acc) if v_acc != r_acc else float("nan")
-    held_out = spec.evaluate.fidelity_data or _other_split(spec.attack.query_data)
+    held_out = spec.evaluate.fidelity_data or other_split(spec.attack.query_data)
     images = data.load(held_out, root=root, size=spec.evaluate.fidelity_images, seed=spec.attack.seed + 1).to_shape(3, 32).images
     stolen_y = extract_features(stolen.encoder, images, device=device)
     victim_y = extract_features(victim.encoder, images)
@@ -147,7 +148,7 @@ def evidence_images(victim: VictimSpec, n: int, root: str | None = None, seed: i
 
     trained = data.load(victim.data, root=root, size=victim.train_images, seed=victim.seed)
     private = trained.subset(min(n, len(trained)), seed).to_shape(3, 32).images
-    public = data.load(_other_split(victim.data), root=root)
+    public = data.load(other_split(victim.data), root=root)
     return private, public.subset(min(n, len(public)), seed).to_shape(3, 32).images
 
 

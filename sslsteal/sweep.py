@@ -51,7 +51,7 @@ def trial(config: dict[str, Any], context: SweepContext) -> None:
     from ray import tune
 
     from sslsteal.device import select_device, set_threads
-    from sslsteal.evaluate import knn_accuracy, probe_data
+    from sslsteal.evaluate import holdout_task, knn_accuracy
     from sslsteal.remote import install_datasets
     from sslsteal.run import RunSpec, legit_metrics, legit_queries, steal_and_evaluate
     from sslsteal.tracking import Tracker, flatten
@@ -75,7 +75,7 @@ def trial(config: dict[str, Any], context: SweepContext) -> None:
     monitor = None
     if spec.evaluate.monitor_images:
         n = spec.evaluate.monitor_images
-        monitor = probe_data(downstream[0], train_images=n, test_images=max(1, n // 2), seed=1, root=context.data_root)
+        monitor = holdout_task(downstream[0], n, max(1, n // 2), seed=spec.attack.seed, root=context.data_root)
     last: dict[str, float] = {}
 
     def on_epoch(epoch: int, record: dict[str, float], encoder: Any) -> None:
@@ -101,27 +101,32 @@ def trial(config: dict[str, Any], context: SweepContext) -> None:
             legit = ray.get(handle.open_fresh_account.remote(f"{trial_id}-legit", legit_queries(victim, downstream), config["defense"]))["account"]
             metrics.update(legit_metrics(RemoteQuery(handle, legit), victim, downstream, context.data_root))
         tracker.log_metrics(run_id, metrics)
+    except (KeyboardInterrupt, SystemExit):  # Tune stopping the trial (pruning, an interrupted sweep)
+        tracker.finish(run_id, "KILLED")
+        raise
     except BaseException:
         tracker.finish(run_id, "FAILED")
         raise
     tracker.finish(run_id)
-    tune.report(last | metrics)
+    first = downstream[0]
+    headline = [k for k in ("queries_used", f"acc.{first}", f"gain_recovered.{first}", "fidelity.cosine") if k in metrics]
+    tune.report({k: metrics[k] for k in headline} | last | metrics)  # Tune's progress table shows the first four
 
 
 def _splits_needed(plan: SweepPlan, victim_spec: Any, ownership: bool) -> list[str]:
     """Every `name:split` the trials will load, so the driver can share each once."""
     from sslsteal.attack import AttackSpec
-    from sslsteal.run import _other_split
+    from sslsteal.run import other_split
 
     queries = plan.values("attack", "query_data") or [AttackSpec.model_fields["query_data"].default]
     splits = list(queries)
     fidelity = [v for v in plan.values("evaluate", "fidelity_data") if v]
-    splits += fidelity or [_other_split(q) for q in queries]
+    splits += fidelity or [other_split(q) for q in queries]
     for names in plan.values("evaluate", "downstream") or [None]:
         for ds in names or victim_spec.evaluate.downstream:
             splits += [f"{ds}:train", f"{ds}:test"]
     if ownership:
-        splits += [victim_spec.data, _other_split(victim_spec.data)]
+        splits += [victim_spec.data, other_split(victim_spec.data)]
     return list(dict.fromkeys(splits))
 
 
@@ -168,7 +173,7 @@ class Driver:
         spec = plan.spec
         service = ServiceSpec.model_validate(spec.service)
         if not ray.is_initialized():
-            ray.init(address=address, namespace=f"sslsteal-{spec.name}", include_dashboard=False)
+            ray.init(address=address or "local", namespace=f"sslsteal-{spec.name}", include_dashboard=False)
         tracker = Tracker(tracking_uri or spec.tracking.uri)
         victim_path = _checkpoint(victim_source(spec.victim, base=Path(plan.source).resolve().parent, data_root=spec.run.data_root))
         victim = load_victim(victim_path)
@@ -260,14 +265,11 @@ def run_sweep(
         if previous is not None:
             tuner = tune.Tuner.restore(str(experiment), trainable, resume_errored=True, param_space=param_space)
         else:
-            first = driver.first_downstream()
-            reporter = tune.CLIReporter(metric_columns=["queries_used", f"acc.{first}", f"gain_recovered.{first}"], max_report_frequency=30)
             run_config = tune.RunConfig(
                 name=experiment.name,
                 storage_path=str(root),
                 failure_config=tune.FailureConfig(max_failures=spec.run.max_failures),
                 callbacks=[close_trial_runs(tracker.uri, parent)],
-                progress_reporter=reporter if progress else None,
                 verbose=1 if progress else 0,
             )
             tune_config = tune.TuneConfig(num_samples=spec.run.num_samples, max_concurrent_trials=spec.run.max_concurrent_trials)

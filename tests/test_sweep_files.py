@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sslsteal.cli import main
 from sslsteal.config import load
@@ -38,7 +39,8 @@ EXPECTED_TRIALS = {
     "paper/fashion_mnist.yaml": 6,
 }
 
-CPU_FILES = sorted(SWEEPS.glob("cpu/*.yaml"))
+OPTIMIZE_FILES = sorted(p for p in SWEEPS.glob("*/*.yaml") if "optimize" in (yaml.safe_load(p.read_text()) or {}))  # tests/test_optimize.py
+CPU_FILES = sorted(set(SWEEPS.glob("cpu/*.yaml")) - set(OPTIMIZE_FILES))
 PAPER_FILES = sorted(SWEEPS.glob("paper/*.yaml"))
 ALL_FILES = CPU_FILES + PAPER_FILES
 
@@ -201,3 +203,14 @@ def test_planning_starts_no_ray_and_reads_no_data(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.npy"))
+
+
+def test_readme_quickstart_command_runs_the_quickstart_sweep() -> None:
+    """The README's first command is the quickstart sweep, and that sweep plans (tiny victim, 3 trials, ownership on)."""
+    readme = (REPO / "README.md").read_text()
+    command = re.search(r"```bash\n(.*?)\n```", readme, re.S)
+    assert command is not None
+    assert "sslsteal sweep sweeps/quickstart.yaml" in command.group(1)
+    plan = plan_sweep(SWEEPS / "quickstart.yaml")
+    assert plan.trials == 3 and plan.spec.victim == "victims/tiny.yaml"
+    assert plan.values("evaluate", "ownership") == [["watermark", "dataset_inference", "distance"]]

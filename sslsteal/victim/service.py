@@ -60,7 +60,7 @@ class ServiceSpec(StrictModel):
     max_batch: int = Field(1024, gt=0, description="largest number of images in one request")
     defense: dict[str, Any] = Field(default_factory=lambda: {"name": "none"}, description="defense of accounts opened without their own")
     pow_mode: Literal["solve", "charge"] = Field("solve", description="solve: the caller must solve HashCash; charge: record expected hashes only")
-    num_cpus: float = Field(1.0, ge=0)
+    num_cpus: float = Field(0.0, ge=0, description="CPUs Ray reserves for the actor (its torch threads: this, at least 1); 0 leaves every CPU to the trials")
     num_gpus: float | Literal["auto"] = Field("auto", description="GPUs for the actor (fractional allowed); auto: 1 when the cluster has a GPU, else 0")
     resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources the actor needs, e.g. {victim_host: 1} to pin its node")
     max_concurrency: int = Field(4, gt=0, description="requests served at once (threads)")
@@ -120,7 +120,7 @@ class VictimService:
         from sslsteal.victim.checkpoint import load_victim
 
         self.spec = ServiceSpec.model_validate(spec or {})
-        set_threads(self.spec.num_cpus or None)
+        set_threads(max(1.0, self.spec.num_cpus))
         self.device = select_device()
         self.victim = load_victim(checkpoint).to(self.device).eval()
         self._defenses: dict[str, Defense] = {}
