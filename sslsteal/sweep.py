@@ -110,7 +110,8 @@ def trial(config: dict[str, Any], context: SweepContext) -> None:
     tracker.finish(run_id)
     first = downstream[0]
     headline = [k for k in ("queries_used", f"acc.{first}", f"gain_recovered.{first}", "fidelity.cosine") if k in metrics]
-    tune.report({k: metrics[k] for k in headline} | last | metrics)  # Tune's progress table shows the first four
+    brief = {k: v for k, v in metrics.items() if not k.startswith("ownership.") or k.endswith(".p_value")}  # MLflow has the details
+    tune.report({k: metrics[k] for k in headline} | last | brief)  # Tune's progress table shows the first four
 
 
 def _splits_needed(plan: SweepPlan, victim_spec: Any, ownership: bool) -> list[str]:
