@@ -29,6 +29,7 @@ class EvaluateSpec(StrictModel):
     ownership: list[str] = Field(default_factory=list, description="ownership tests to run on the stolen encoder (docs/ownership.md)")
     ownership_images: int = Field(1000, ge=4, description="private (victim train) and public (victim test) images each ownership test sees")
     legit: bool = Field(False, description="also measure legit_acc: a legitimate user's accuracy through the same defense")
+    save_encoder: bool = Field(False, description="sweeps: also log the stolen encoder (a `steal --save-encoder` file) as an MLflow artifact")
     monitor_images: int = Field(0, ge=0, description="downstream train-split images for a per-epoch k-NN accuracy (val.knn_acc, with half as many scored), for pruning; 0 = off")
 
     @field_validator("downstream")

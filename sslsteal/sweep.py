@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,7 @@ def trial(config: dict[str, Any], context: SweepContext) -> None:
     from sslsteal.evaluate import holdout_task, knn_accuracy
     from sslsteal.remote import install_datasets
     from sslsteal.run import RunSpec, legit_metrics, legit_queries, steal_and_evaluate
+    from sslsteal.suspect import save_stolen
     from sslsteal.tracking import Tracker, flatten
     from sslsteal.victim.checkpoint import load_victim
     from sslsteal.victim.service import RemoteQuery
@@ -88,7 +90,11 @@ def trial(config: dict[str, Any], context: SweepContext) -> None:
 
     try:
         query = RemoteQuery(handle, account, head=spec.attack.method == "access_head")
-        _, metrics = steal_and_evaluate(spec, victim, query, device, reference=reference, baselines=context.baselines, on_epoch=on_epoch)
+        stolen, metrics = steal_and_evaluate(spec, victim, query, device, reference=reference, baselines=context.baselines, on_epoch=on_epoch)
+        if spec.evaluate.save_encoder:
+            with tempfile.TemporaryDirectory() as folder:
+                path = save_stolen(stolen, Path(folder) / "stolen_encoder.pt", victim=victim.spec.key, attack=spec.attack.model_dump(mode="json"))
+                tracker.log_artifact(run_id, path)
         stats = ray.get(handle.stats.remote(account))  # the server's own accounting
         metrics.update(
             {

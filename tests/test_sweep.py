@@ -22,7 +22,7 @@ def test_sweep_logs_one_child_per_trial(cifar_root: Path, tmp_path: Path, mlflow
         "victim": str(REPO / "sweeps" / "victims" / "tiny.yaml"),
         "attack": {"loss": {"grid": ["mse", "softnn"]}, "queries": {"grid": [300, 600]}, "epochs": 2, "query_data": "cifar10:test"},
         "defense": {"name": "noise", "sigma": 0.1},
-        "evaluate": {"ownership": ["watermark", "dataset_inference", "distance"], "ownership_images": 200, "legit": True},
+        "evaluate": {"ownership": ["watermark", "dataset_inference", "distance"], "ownership_images": 200, "legit": True, "save_encoder": True},
         "run": {"max_concurrent_trials": 2, "resources_per_trial": {"cpu": 1}, "data_root": str(cifar_root)},
     }
     path = tmp_path / "sweep.yaml"
@@ -49,6 +49,8 @@ def test_sweep_logs_one_child_per_trial(cifar_root: Path, tmp_path: Path, mlflow
             assert 0.0 <= m[f"ownership.{test}.p_value"] <= 1.0
         assert 10.0 < m["acc.cifar10"] < 100.0 and 10.0 < m["legit_acc.cifar10"] < 100.0
         assert child.data.tags["sslsteal.account"] == f"{child.data.tags['sslsteal.trial_key']}.1"
+        artifacts = {a.path for a in tracker.client.list_artifacts(child.info.run_id)}
+        assert {"trial_config.json", "stolen_encoder.pt"} <= artifacts, artifacts
     victims = tracker.client.search_runs([exp.experiment_id], "tags.`sslsteal.kind` = 'victim'")
     assert len(victims) == 1
     assert parents[0].data.tags["sslsteal.victim_device"] == "cpu"
