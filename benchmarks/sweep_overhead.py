@@ -37,6 +37,8 @@ def _configs(plan: Any) -> list[dict[str, Any]]:
 
 def bare_loop(plan: Any, cpus: int) -> float:
     """Wall seconds for the trials run sequentially in this process against an in-process victim service."""
+    import torch
+
     from sslsteal.device import select_device, set_threads
     from sslsteal.reference import get_reference
     from sslsteal.run import RunSpec, legit_metrics, legit_queries, resolve_victim, steal_and_evaluate
@@ -54,11 +56,11 @@ def bare_loop(plan: Any, cpus: int) -> float:
         reference = get_reference(victim, data_root=root) if run.evaluate.ownership else None
         account = service.open_fresh_account(f"loop{i}", run.attack.queries, config["defense"])["account"]
         head = run.attack.method == "access_head"
-        steal_and_evaluate(run, victim, lambda x, a=account: service.embed(x, a, head), device, reference=reference)
+        steal_and_evaluate(run, victim, lambda x, a=account: torch.from_numpy(service.embed(x, a, head)), device, reference=reference)
         if run.evaluate.legit:
             downstream = run.evaluate.downstream or victim.spec.evaluate.downstream
             legit = service.open_fresh_account(f"loop{i}-legit", legit_queries(victim, downstream), config["defense"])["account"]
-            legit_metrics(lambda x, a=legit: service.embed(x, a), victim, downstream, root)
+            legit_metrics(lambda x, a=legit: torch.from_numpy(service.embed(x, a)), victim, downstream, root)
     return time.perf_counter() - start
 
 
