@@ -81,9 +81,25 @@ SHIPPED = sorted((REPO / "sweeps" / "victims" / "checkpoints").glob("*/checkpoin
 
 @pytest.mark.parametrize("checkpoint", SHIPPED, ids=[p.parent.name for p in SHIPPED])
 def test_shipped_checkpoint_matches_its_config(checkpoint: Path) -> None:
+    from sslsteal.reference import reference_spec
+
     victim = load_victim(checkpoint)
-    config = REPO / "sweeps" / "victims" / f"{victim.spec.name}.yaml"
-    spec = load(VictimSpec, config)
+    base = victim.spec.name.removesuffix("-ref")  # a shipped reference encoder is derived from its victim's config
+    spec = load(VictimSpec, REPO / "sweeps" / "victims" / f"{base}.yaml")
+    if base != victim.spec.name:
+        spec = reference_spec(spec)
     assert checkpoint.parent.name == spec.key and checkpoint_hash(checkpoint) == spec.config_hash()
     with torch.no_grad():
         assert victim.encoder(torch.rand(2, 3, 32, 32)).shape == (2, victim.encoder.dim)
+
+
+def test_reference_encoder_is_derived_and_found_beside_the_shipped_victim() -> None:
+    from sslsteal.reference import find_reference, reference_spec
+
+    shipped = REPO / "sweeps" / "victims" / "checkpoints"
+    victim = load_victim(shipped / "cifar10-cpu-wm-331374b057ed")
+    spec = reference_spec(victim.spec)
+    assert spec.name == "cifar10-cpu-wm-ref" and spec.seed == victim.spec.seed + 1 and spec.watermark is None
+    assert spec.model_dump(exclude={"name", "seed", "watermark"}) == victim.spec.model_dump(exclude={"name", "seed", "watermark"})
+    found_spec, path = find_reference(victim)
+    assert found_spec == spec and path == shipped / spec.key / "checkpoint.pt"  # no training needed
