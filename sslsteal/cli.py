@@ -160,6 +160,12 @@ def _optimize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_ray_and_mlflow(parser: argparse.ArgumentParser) -> None:
+    """Where `sweep` and `optimize` run (Ray) and log (MLflow)."""
+    parser.add_argument("--address", help="Ray address to join (auto: the running cluster); a local Ray by default")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: the sweep's tracking.uri, else ./mlflow.db)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sslsteal", description="Steal self-supervised encoders and measure defenses.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -193,8 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(func=_verify)
     sweep = sub.add_parser("sweep", help="run a sweep on Ray Tune, one attacker account per trial, results in MLflow")
     sweep.add_argument("sweep", help="sweep YAML")
-    sweep.add_argument("--address", help="Ray address to join (auto: the running cluster); a local Ray by default")
-    sweep.add_argument("--tracking-uri", help="MLflow tracking URI (default: the sweep's tracking.uri, else ./mlflow.db)")
+    _add_ray_and_mlflow(sweep)
     sweep.add_argument("--storage", help="where Tune keeps trial state (default ~/ray_results)")
     sweep.add_argument("--resume", action="store_true", help="continue the newest interrupted run of this sweep (same --storage)")
     sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a value (repeatable)")
@@ -203,8 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     optimize = sub.add_parser("optimize", help="search the strongest attack per query budget: one Optuna study per budget on Ray Tune")
     optimize.add_argument("sweep", help="sweep YAML with an optimize section (docs/optimize.md)")
-    optimize.add_argument("--address", help="Ray address to join (auto: the running cluster); a local Ray by default")
-    optimize.add_argument("--tracking-uri", help="MLflow tracking URI (default: the sweep's tracking.uri, else ./mlflow.db)")
+    _add_ray_and_mlflow(optimize)
     optimize.add_argument("--storage", help="where Tune keeps trial state (default ~/ray_results); studies live in optimize.storage")
     optimize.add_argument("--output", metavar="DIR", help="folder for the table files (default: <storage>/<name>-optimize)")
     optimize.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a value, e.g. optimize.trials_per_budget=12")

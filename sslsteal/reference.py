@@ -41,10 +41,9 @@ def find_reference(victim: Victim, data_root: str | None = None) -> tuple[Victim
 
 def get_reference(victim: Victim, *, data_root: str | None = None, progress: bool = True) -> Victim:
     """The reference encoder for `victim`: shipped, cached, or trained now (slow: as long as the victim took)."""
-    from sslsteal.victim.checkpoint import save_victim, victims_dir
-    from sslsteal.victim.train import train_victim
+    from sslsteal.victim.train import get_or_train
 
     spec, path = find_reference(victim, data_root)
     if path is None:
-        path = save_victim(train_victim(spec, progress=progress), victims_dir() / spec.key)
+        path, _ = get_or_train(spec, progress=progress)
     return load_victim(path)

@@ -82,13 +82,12 @@ def victim_source(ref: str | VictimSpec, *, base: Path | None = None, data_root:
 
 def resolve_victim(ref: str | VictimSpec, *, base: Path | None = None, data_root: str | None = None, progress: bool = True) -> Victim:
     """A victim from a checkpoint file/dir, a victim YAML (trained now unless shipped or cached) or an inline spec."""
-    from sslsteal.victim.checkpoint import save_victim, victims_dir
-    from sslsteal.victim.train import train_victim
+    from sslsteal.victim.train import get_or_train
 
     spec, checkpoint = victim_source(ref, base=base, data_root=data_root)
     if checkpoint is None:
         assert spec is not None
-        checkpoint = save_victim(train_victim(spec, progress=progress), victims_dir() / spec.key)
+        checkpoint, _ = get_or_train(spec, progress=progress)
     return load_victim(checkpoint)
 
 
@@ -208,7 +207,7 @@ def steal_and_evaluate(
     metrics = evaluate_stolen(stolen, victim, spec, device, baselines)
     metrics["time.eval_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    suspect = suspect_module(stolen, victim.encoder.dim)
+    suspect = suspect_module(stolen)
     ev = spec.evaluate
     metrics.update(ownership_metrics(ev.ownership, victim, suspect, reference, images=ev.ownership_images, root=spec.data_root, seed=spec.attack.seed))
     metrics.update({"queries_used": float(budgeted.used), "time.steal_s": steal_s, "time.ownership_s": time.perf_counter() - start})

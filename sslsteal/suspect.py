@@ -20,21 +20,25 @@ from sslsteal.models import build_encoder
 KIND = "sslsteal.stolen_encoder"
 
 
-def suspect_module(stolen: StolenModel, victim_dim: int) -> nn.Module:
-    """The stolen encoder as the tests see it: in the victim's representation space (through its adapter if needed)."""
-    if stolen.encoder.dim == victim_dim or not isinstance(stolen.head, nn.Linear):
-        return stolen.encoder
-    return nn.Sequential(stolen.encoder, stolen.head).eval()
+def adapter(stolen: StolenModel) -> nn.Linear | None:
+    """The linear map into the victim's space that `steal` adds when the stolen architecture's width differs."""
+    return stolen.head if isinstance(stolen.head, nn.Linear) else None
+
+
+def suspect_module(stolen: StolenModel) -> nn.Module:
+    """The stolen encoder as the tests see it: in the victim's representation space (through its adapter if any)."""
+    linear = adapter(stolen)
+    return stolen.encoder if linear is None else nn.Sequential(stolen.encoder, linear).eval()
 
 
 def save_stolen(stolen: StolenModel, path: str | Path, *, victim: str, attack: dict[str, Any]) -> Path:
     """Write the stolen encoder (and its adapter, if any) atomically; `victim` and `attack` record its origin."""
-    adapter = stolen.head if isinstance(stolen.head, nn.Linear) and stolen.head.out_features != stolen.encoder.dim else None
+    linear = adapter(stolen)
     state = {
         "kind": KIND,
         "encoder_name": stolen.encoder.name,
         "encoder": stolen.encoder.state_dict(),
-        "adapter": adapter.state_dict() if adapter is not None else None,
+        "adapter": linear.state_dict() if linear is not None else None,
         "victim": victim,
         "attack": attack,
         "queries_used": stolen.queries_used,
@@ -62,8 +66,8 @@ def load_suspect(path: str | Path) -> tuple[nn.Module, str]:
     module: nn.Module = encoder
     if state["adapter"] is not None:
         weight = state["adapter"]["weight"]
-        adapter = nn.Linear(weight.shape[1], weight.shape[0])
-        adapter.load_state_dict(state["adapter"])
-        module = nn.Sequential(encoder, adapter)
+        linear = nn.Linear(weight.shape[1], weight.shape[0])
+        linear.load_state_dict(state["adapter"])
+        module = nn.Sequential(encoder, linear)
     attack = state["attack"]
     return module.eval(), f"stolen from {state['victim']} ({attack.get('method')}/{attack.get('loss')}, {state['queries_used']} queries)"

@@ -191,11 +191,11 @@ class Driver:
         report = victim_report(victim, spec.run.data_root)
         tracker.victim_run(spec.name, victim.spec.key, flatten(victim.spec.model_dump()), report, victim_path)
         shared = {
-            "victim": ray.put(victim_path.read_bytes()),
+            "victim": ray.put(victim_path.read_bytes()),  # read and stored once: the actor and every trial load it from here
             "reference": ray.put(reference_path.read_bytes()) if reference_path else None,
             "datasets": share_datasets(_splits_needed(plan, victim.spec, bool(tests)), spec.run.data_root),
         }
-        handle = create_service(victim_path.read_bytes(), service, name="victim", namespace=f"sslsteal-{spec.name}")
+        handle = create_service(shared["victim"], service, name="victim", namespace=f"sslsteal-{spec.name}")
         return cls(plan, tracker, victim, report, handle, shared)
 
     def trainable(self, parent_run: str) -> Any:

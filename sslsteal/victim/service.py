@@ -144,8 +144,8 @@ class VictimService:
         base = self._check_account(prefix)
 
         def fresh() -> str:
-            n = 1 + sum(1 for existing in self._accounts if existing.rpartition(".")[0] == base)
-            while f"{base}.{n}" in self._accounts:
+            n = 1
+            while f"{base}.{n}" in self._accounts:  # accounts are never removed, so this is one past the last attempt
                 n += 1
             return f"{base}.{n}"
 
@@ -319,10 +319,10 @@ def cluster_gpus(share: float | Literal["auto"]) -> float:
     return 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
 
 
-def create_service(checkpoint: str | Path | bytes, spec: ServiceSpec, *, name: str = "victim", namespace: str | None = None) -> Any:
+def create_service(checkpoint: str | Path | bytes | Any, spec: ServiceSpec, *, name: str = "victim", namespace: str | None = None) -> Any:
     """Start the named, restartable victim actor (on a GPU node when the cluster has one, unless `spec.num_gpus` says otherwise).
 
-    Pass the checkpoint's bytes (not a path) when the actor may land on another machine.
+    Pass the checkpoint's bytes, or an ObjectRef of them (not a path), when the actor may land on another machine.
     """
     import ray
 
@@ -336,7 +336,7 @@ def create_service(checkpoint: str | Path | bytes, spec: ServiceSpec, *, name: s
         max_task_retries=3,
         max_concurrency=spec.max_concurrency,
     )
-    source = checkpoint if isinstance(checkpoint, bytes) else str(checkpoint)
+    source = str(checkpoint) if isinstance(checkpoint, (str, Path)) else checkpoint  # Ray resolves an ObjectRef argument
     handle = actor.remote(source, spec.model_dump())
     ray.get(handle.info.remote())  # surface construction errors here, not in the first trial
     return handle
