@@ -24,7 +24,9 @@ from tqdm.auto import tqdm
 
 from sslsteal.augment import AUGMENTATIONS, SimCLRAugment, to_float
 from sslsteal.config import ConfigError, StrictModel
+from sslsteal.data import DataRef, ImageSet
 from sslsteal.models import Encoder, ProjectionHead, build_encoder
+from sslsteal.seeding import generator, seeded
 
 QueryFn = Callable[[torch.Tensor], torch.Tensor]
 EpochCallback = Callable[[int, dict[str, float], Encoder], None]
@@ -58,7 +60,7 @@ class AttackSpec(StrictModel):
     loss: str = "infonce"
     loss_params: dict[str, Any] = Field(default_factory=dict)
     queries: int = Field(..., gt=0, description="images the victim answers for this account")
-    query_data: str = "cifar10:test"
+    query_data: str = Field("cifar10:test[:9000]", description="the query pool: a split or slice (name:split[start:stop]); nothing in it is ever scored")
     strategy: Literal["once", "augmented"] = "once"
     views: int = Field(2, ge=2, description="augmented views sent per image (strategy augmented, recreate_head)")
     augment: Literal["none", "weak", "simclr"] = Field("weak", description="attacker-side augmentation of its inputs")
@@ -71,7 +73,7 @@ class AttackSpec(StrictModel):
     head_hidden: int = Field(512, gt=0)
     head_dim: int = Field(128, gt=0, description="output size of a recreated head")
     query_batch: int = Field(256, gt=0, description="images per request to the victim")
-    seed: int = 0
+    seed: int = Field(0, description="the attacker's seed: init, batch order, augmentations and query subset draw from streams derived from it")
 
     @field_validator("loss")
     @classmethod
@@ -85,9 +87,9 @@ class AttackSpec(StrictModel):
     @field_validator("query_data")
     @classmethod
     def _known_data(cls, v: str) -> str:
-        from sslsteal.data import parse_spec
+        from sslsteal.data import parse_ref
 
-        parse_spec(v)
+        parse_ref(v)
         return v
 
     @field_validator("encoder")
@@ -101,7 +103,6 @@ class AttackSpec(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> AttackSpec:
-        from sslsteal.data import DATASETS, parse_spec
         from sslsteal.losses import make_loss
 
         try:
@@ -112,8 +113,7 @@ class AttackSpec(StrictModel):
             raise ConfigError(["strategy: method recreate_head needs victim outputs of several views per image: use strategy augmented"])
         if self.images_needed < 1:
             raise ConfigError([f"queries: {self.queries} queries buy no image at {self.views} views each"])
-        name, split = parse_spec(self.query_data)
-        available = DATASETS[name].sizes[split]
+        available = self.pool.size
         if self.images_needed > available:
             raise ConfigError([f"queries: {self.queries} queries need {self.images_needed} images but {self.query_data} has {available}"])
         return self
@@ -121,6 +121,13 @@ class AttackSpec(StrictModel):
     @property
     def views_per_image(self) -> int:
         return self.views if self.strategy == "augmented" else 1
+
+    @property
+    def pool(self) -> DataRef:
+        """The slice of a split the attacker draws its query images from."""
+        from sslsteal.data import parse_ref
+
+        return parse_ref(self.query_data)
 
     @property
     def images_needed(self) -> int:
@@ -136,6 +143,8 @@ class StolenModel:
     head: nn.Module | None
     queries_used: int
     history: list[dict[str, float]] = field(default_factory=list)
+    queried: ImageSet | None = None
+    """The query images with their positions in the split (set by `steal_and_evaluate`), for overlap checks."""
 
 
 def collect_answers(spec: AttackSpec, query: QueryFn, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -164,13 +173,15 @@ def _train(
     desc: str,
     progress: bool,
     on_epoch: Callable[[int, dict[str, float]], None] | None,
+    role: str,
 ) -> list[dict[str, float]]:
-    """Adam + cosine schedule over `epochs` passes of `n` items in shuffled batches; `step(idx)` returns the loss."""
+    """Adam + cosine schedule over `epochs` passes of `n` items in shuffled batches (order from the attacker's
+    `role` stream); `step(idx)` returns the loss."""
     optimizer = torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
     batch = min(spec.batch_size, n)
     steps = max(1, n // batch)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps)
-    gen = torch.Generator().manual_seed(spec.seed)
+    gen = generator(spec.seed, role)
     history = []
     for m in modules:
         m.train()
@@ -193,11 +204,18 @@ def _train(
     return history
 
 
+def attacker_encoder(spec: AttackSpec, victim_encoder: str) -> Encoder:
+    """The stolen encoder's initial weights: the attacker's own init stream, never the victim's."""
+    with seeded(spec.seed, "attacker.init"):
+        return build_encoder(spec.encoder or victim_encoder)
+
+
 def recreate_head(spec: AttackSpec, answers: torch.Tensor, source: torch.Tensor, device: torch.device, progress: bool) -> nn.Module:
     """Algorithm 2: train a head on the victim's outputs of two views of each image with NT-Xent; returned frozen."""
     from sslsteal.victim.train import nt_xent
 
-    head = ProjectionHead(answers.shape[1], spec.head_hidden, spec.head_dim).to(device)
+    with seeded(spec.seed, "attacker.head_init"):
+        head = ProjectionHead(answers.shape[1], spec.head_hidden, spec.head_dim).to(device)
     order = torch.argsort(source, stable=True)
     pairs = answers[order].view(-1, spec.views, answers.shape[1])[:, :2].to(device)  # (images, 2, dim)
 
@@ -205,7 +223,7 @@ def recreate_head(spec: AttackSpec, answers: torch.Tensor, source: torch.Tensor,
         z = head(pairs[idx].flatten(0, 1)).view(len(idx), 2, -1)
         return nt_xent(z[:, 0], z[:, 1], temperature=0.5)
 
-    _train(list(head.parameters()), [head], step, len(pairs), spec.head_epochs, spec, "recreate head", progress, None)
+    _train(list(head.parameters()), [head], step, len(pairs), spec.head_epochs, spec, "recreate head", progress, None, "attacker.head_order")
     head.eval()
     for p in head.parameters():
         p.requires_grad_(False)
@@ -231,28 +249,27 @@ def steal(
     from sslsteal.losses import LOSSES, make_loss
 
     device = device or torch.device("cpu")
-    torch.manual_seed(spec.seed)
-    gen = torch.Generator().manual_seed(spec.seed)
     used_before = getattr(query, "used", 0)
-    sent, answers, source = collect_answers(spec, query, images, gen)
+    sent, answers, source = collect_answers(spec, query, images, generator(spec.seed, "attacker.views"))
     queries_used = getattr(query, "used", used_before + len(sent)) - used_before
 
-    encoder = build_encoder(spec.encoder or encoder_name).to(device)
+    encoder = attacker_encoder(spec, encoder_name).to(device)
     head: nn.Module | None = None
     target_head: nn.Module | None = None
     if spec.method == "recreate_head":
         target_head = recreate_head(spec, answers, source, device, progress)
         head = target_head
         dim = spec.head_dim
-    elif spec.method == "access_head":
-        dim = answers.shape[1]
-        head = ProjectionHead(encoder.dim, spec.head_hidden, dim).to(device)
     else:
         dim = answers.shape[1]
-        if encoder.dim != dim:  # a different architecture: a linear adapter maps into the victim's space
-            head = nn.Linear(encoder.dim, dim).to(device)
+        with seeded(spec.seed, "attacker.head_init"):
+            if spec.method == "access_head":
+                head = ProjectionHead(encoder.dim, spec.head_hidden, dim).to(device)
+            elif encoder.dim != dim:  # a different architecture: a linear adapter maps into the victim's space
+                head = nn.Linear(encoder.dim, dim).to(device)
 
-    loss_fn = make_loss(spec.loss, dim, **spec.loss_params)
+    with seeded(spec.seed, "attacker.loss_init"):
+        loss_fn = make_loss(spec.loss, dim, **spec.loss_params)
     modules: list[nn.Module] = [encoder]
     if isinstance(loss_fn, nn.Module):
         loss_fn.to(device)
@@ -262,6 +279,7 @@ def steal(
     params = [p for m in modules for p in m.parameters() if p.requires_grad]
     needs_labels = LOSSES[spec.loss].needs_labels
     aug = AUGMENTATIONS[spec.augment]
+    aug_gen = generator(spec.seed, "attacker.augment", device)
     sent_labels = labels[source] if labels is not None else None
     targets = answers.to(device)
     if target_head is not None:
@@ -271,7 +289,7 @@ def steal(
     def step(idx: torch.Tensor) -> torch.Tensor:
         x = to_float(sent[idx]).to(device)
         if aug is not None:
-            x = aug(x)
+            x = aug(x, aug_gen)
         out = encoder(x)
         if head is not None:
             out = head(out)
@@ -284,7 +302,7 @@ def steal(
             encoder.train()
 
     epochs_desc = f"steal {spec.method}/{spec.loss}/{spec.queries}"
-    history = _train(params, modules, step, len(sent), spec.epochs, spec, epochs_desc, progress, report)
+    history = _train(params, modules, step, len(sent), spec.epochs, spec, epochs_desc, progress, report, "attacker.order")
     encoder.eval()
     return StolenModel(encoder, head, queries_used, history)
 

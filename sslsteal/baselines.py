@@ -2,25 +2,31 @@
 
 A randomly initialised conv net already gets about half of CIFAR-10 right with a linear probe, so stolen
 accuracy is reported both as a ratio to the victim and as the share of the victim's gain over that floor.
+The floor is the mean over `RANDOM_INITS` independent initialisations (streams of their own, never the
+victim's or an attacker's), each cached per protocol. Both figures are measured on the same test images as
+the stolen encoder: the downstream test split minus the attacker's query pool.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Callable
 
-import torch
-
+from sslsteal.data import DataRef
 from sslsteal.evaluate import ProbeData, ProbeSpec, linear_eval, probe_data
-from sslsteal.models import build_encoder
+from sslsteal.models import Encoder, build_encoder
+from sslsteal.seeding import seeded
 from sslsteal.victim.checkpoint import Victim, read_eval, write_eval
 
 WATERMARK_IMAGES = 2000
 """Victim training images (a fixed subset) used to measure watermark success."""
+RANDOM_INITS = 3
+"""Independent random initialisations the floor averages over."""
 
 
-def _task(probe: ProbeSpec, dataset: str, root: str | None) -> ProbeData:
-    return probe_data(dataset, train_images=probe.train_images, test_images=probe.test_images, root=root)
+def _task(probe: ProbeSpec, dataset: str, pool: DataRef | None, root: str | None) -> ProbeData:
+    return probe_data(dataset, train_images=probe.train_images, test_images=probe.test_images, pool=pool, root=root)
 
 
 def _stored(victim: Victim, key: str, compute: Callable[[], float]) -> float:
@@ -34,24 +40,39 @@ def _stored(victim: Victim, key: str, compute: Callable[[], float]) -> float:
     return value
 
 
-def victim_accuracy(victim: Victim, dataset: str, probe: ProbeSpec, root: str | None = None) -> float:
-    """The victim's linear-evaluation accuracy on `dataset`, computed once and stored beside its checkpoint."""
-    return _stored(victim, f"acc.{probe.key(dataset)}", lambda: linear_eval(victim.encoder, _task(probe, dataset, root)))
+def victim_accuracy(victim: Victim, dataset: str, probe: ProbeSpec, root: str | None = None, pool: DataRef | None = None) -> float:
+    """The victim's linear-evaluation accuracy on `dataset` (test images outside `pool`), stored beside its checkpoint."""
+    return _stored(victim, f"acc.{probe.key(dataset, pool)}", lambda: linear_eval(victim.encoder, _task(probe, dataset, pool, root)))
 
 
-def random_accuracy(encoder: str, dataset: str, probe: ProbeSpec, seed: int = 0, root: str | None = None) -> float:
-    """Linear-evaluation accuracy of a randomly initialised `encoder` (the floor), cached per protocol."""
+def random_encoder(encoder: str, init: int) -> Encoder:
+    """Random initialisation number `init` of `encoder`, from the floor's own stream."""
+    with seeded(init, "random_floor.init"):
+        return build_encoder(encoder)
+
+
+def random_accuracies(encoder: str, dataset: str, probe: ProbeSpec, *, pool: DataRef | None = None, root: str | None = None) -> list[float]:
+    """Linear-evaluation accuracy of each of `RANDOM_INITS` random `encoder`s, cached per protocol and init."""
     from sslsteal.data import cache_dir
+    from sslsteal.fileio import atomic_write
 
-    path = cache_dir() / "baselines" / f"random-{encoder}-seed{seed}.json"
-    cached = json.loads(path.read_text()) if path.is_file() else {}
-    key = probe.key(dataset)
-    if key not in cached:
-        torch.manual_seed(seed)
-        cached[key] = linear_eval(build_encoder(encoder), _task(probe, dataset, root))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(cached, indent=2, sort_keys=True))
-    return float(cached[key])
+    path = cache_dir() / "baselines" / f"random-{encoder}.json"
+    out = []
+    for init in range(RANDOM_INITS):
+        cached = json.loads(path.read_text()) if path.is_file() else {}
+        key = f"{probe.key(dataset, pool)}|init={init}"
+        if key not in cached:
+            cached[key] = linear_eval(random_encoder(encoder, init), _task(probe, dataset, pool, root))
+            text = json.dumps(cached, indent=2, sort_keys=True)
+            atomic_write(path, lambda f, text=text: f.write(text.encode()))
+        out.append(float(cached[key]))
+    return out
+
+
+def random_floor(encoder: str, dataset: str, probe: ProbeSpec, *, pool: DataRef | None = None, root: str | None = None) -> dict[str, float]:
+    """`random_acc.<ds>` (mean over the inits) and `random_acc.<ds>.std` (their standard deviation)."""
+    accs = random_accuracies(encoder, dataset, probe, pool=pool, root=root)
+    return {f"random_acc.{dataset}": statistics.fmean(accs), f"random_acc.{dataset}.std": statistics.stdev(accs) if len(accs) > 1 else 0.0}
 
 
 def victim_watermark_accuracy(victim: Victim, root: str | None = None) -> float | None:
@@ -70,13 +91,19 @@ def victim_watermark_accuracy(victim: Victim, root: str | None = None) -> float 
     return _stored(victim, "watermark.acc", compute)
 
 
-def victim_report(victim: Victim, root: str | None = None) -> dict[str, float]:
-    """Victim and random-floor accuracy on every configured downstream dataset, plus watermark success."""
+def baselines(victim: Victim, encoder: str, downstream: list[str], *, pool: DataRef | None = None, root: str | None = None) -> dict[str, float]:
+    """Victim and random-floor accuracy per downstream dataset, on the test images outside `pool`."""
     probe = victim.spec.evaluate
     out: dict[str, float] = {}
-    for ds in probe.downstream:
-        out[f"victim_acc.{ds}"] = victim_accuracy(victim, ds, probe, root)
-        out[f"random_acc.{ds}"] = random_accuracy(victim.spec.encoder, ds, probe, root=root)
+    for ds in downstream:
+        out[f"victim_acc.{ds}"] = victim_accuracy(victim, ds, probe, root, pool)
+        out.update(random_floor(encoder, ds, probe, pool=pool, root=root))
+    return out
+
+
+def victim_report(victim: Victim, root: str | None = None) -> dict[str, float]:
+    """Victim and random-floor accuracy on every configured downstream dataset (whole test splits), plus watermark success."""
+    out = baselines(victim, victim.spec.encoder, victim.spec.evaluate.downstream, root=root)
     wm = victim_watermark_accuracy(victim, root)
     if wm is not None:
         out["watermark.acc"] = wm

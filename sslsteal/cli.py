@@ -129,6 +129,17 @@ def _sweep(args: argparse.Namespace) -> int:
     print(f"{plan.source}: {plan.trials} trials")
     results = run_sweep(plan, address=args.address, tracking_uri=args.tracking_uri, storage=args.storage, resume=args.resume, progress=not args.quiet)
     done = completed(results)
+    finished = [(r.config, r.metrics) for r in results if r.error is None and "queries_used" in (r.metrics or {})]
+    if finished:
+        from sslsteal.summary import group_by_config, summary_table
+        from sslsteal.sweep import trial_name
+        from sslsteal.tracking import absolute_uri, default_tracking_uri
+
+        first = min(k.removeprefix("eval.test_images.") for k in finished[0][1] if k.startswith("eval.test_images."))
+        print(summary_table(group_by_config(finished, trial_name), first))
+        uri = absolute_uri(args.tracking_uri or plan.spec.tracking.uri or default_tracking_uri())
+        where = uri if uri.startswith(("http://", "https://")) else f"mlflow ui --backend-store-uri {uri}"
+        print(f"results: {where}  (experiment {plan.spec.name!r})")
     print(f"{done} trials finished, {results.num_errors} failed")
     if results.num_errors:
         return RUN_FAILURE

@@ -27,6 +27,7 @@ from sslsteal.fileio import atomic_write
 
 __all__ = [
     "DATASETS",
+    "DataRef",
     "DatasetInfo",
     "DatasetUnavailableError",
     "ImageSet",
@@ -34,6 +35,7 @@ __all__ = [
     "cache_dir",
     "data_roots",
     "load",
+    "parse_ref",
     "parse_spec",
     "register_dataset",
 ]
@@ -47,6 +49,10 @@ DEFAULT_SPLIT = "train"
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 # Images converted per step in ImageSet.to_shape, to bound the float32 working memory.
 _CHUNK = 4096
+# Version of the decoded-array cache; bumped when decoding changes what a position means (v2: Parquet rows shuffled).
+CACHE_FORMAT = 2
+# Seed of the fixed row order Parquet splits are decoded in (see _decode_parquet).
+PARQUET_ORDER_SEED = 0
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -59,12 +65,17 @@ class UnknownDatasetError(ValueError):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class ImageSet:
-    """Images as one uint8 (N, C, H, W) tensor with int64 labels (-1 where unlabeled)."""
+    """Images as one uint8 (N, C, H, W) tensor with int64 labels (-1 where unlabeled).
+
+    `index` holds each image's position in its whole split (`name`), so any two sets drawn from one split
+    can be checked for overlap, whatever slicing and subsetting made them.
+    """
 
     name: str
     images: torch.Tensor
     labels: torch.Tensor
     num_classes: int
+    index: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
@@ -73,6 +84,10 @@ class ImageSet:
         if self.labels.dtype != torch.int64 or self.labels.shape != (len(self.images),):
             got = f"{self.labels.dtype} {tuple(self.labels.shape)}"
             raise ValueError(f"{self.name}: labels must be int64 of shape ({len(self.images)},), got {got}")
+        if self.index is None:
+            object.__setattr__(self, "index", torch.arange(len(self.images)))
+        elif self.index.shape != (len(self.images),):
+            raise ValueError(f"{self.name}: index must have shape ({len(self.images)},), got {tuple(self.index.shape)}")
         object.__setattr__(self, "images", self.images.contiguous())
 
     def __len__(self) -> int:
@@ -82,14 +97,30 @@ class ImageSet:
         shape = tuple(self.images.shape[1:])
         return f"ImageSet(name={self.name!r}, n={len(self)}, shape={shape}, num_classes={self.num_classes})"
 
+    @property
+    def positions(self) -> torch.Tensor:
+        """Each image's position in its whole split (never None after construction)."""
+        assert self.index is not None
+        return self.index
+
+    def take(self, rows: torch.Tensor | slice) -> ImageSet:
+        """The items at `rows` (positions in this set, or a boolean mask), index carried along."""
+        return ImageSet(self.name, self.images[rows], self.labels[rows], self.num_classes, self.positions[rows])
+
     def subset(self, n: int, seed: int = 0) -> ImageSet:
         """Return n items drawn without replacement, in random order, reproducibly from seed."""
         if n <= 0:
             raise ValueError(f"subset size must be positive, got n={n}")
         if n > len(self):
             raise ValueError(f"subset size n={n} exceeds the {len(self)} items of {self.name}")
-        index = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
-        return ImageSet(self.name, self.images[index], self.labels[index], self.num_classes)
+        return self.take(torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n])
+
+    def without(self, pool: DataRef | None) -> ImageSet:
+        """This set minus every image of `pool` (a slice of a split); unchanged when the pool is another split."""
+        if pool is None or pool.base != self.name:
+            return self
+        inside = (self.positions >= pool.start) & (self.positions < pool.stop)
+        return self if not bool(inside.any()) else self.take(~inside)
 
     def to_shape(self, channels: int, size: int) -> ImageSet:
         """Return the images as (channels, size, size): grey<->RGB, antialiased bilinear resize."""
@@ -112,7 +143,37 @@ class ImageSet:
             if c == 1 and channels == 3:  # to RGB after resizing, for the same reason
                 x = x.expand(-1, 3, -1, -1)
             out[start : start + _CHUNK] = x.round().clamp(0, 255).to(torch.uint8)
-        return ImageSet(self.name, out, self.labels, self.num_classes)
+        return ImageSet(self.name, out, self.labels, self.num_classes, self.index)
+
+
+@dataclass(frozen=True)
+class DataRef:
+    """A contiguous slice `[start, stop)` of one dataset split, written `name:split[start:stop]` (the whole split without brackets)."""
+
+    name: str
+    split: str
+    start: int
+    stop: int
+
+    @property
+    def base(self) -> str:
+        """The whole split this slice is part of, `name:split`."""
+        return f"{self.name}:{self.split}"
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+    @property
+    def whole(self) -> bool:
+        return self.start == 0 and self.stop == DATASETS[self.name].sizes[self.split]
+
+    def overlap(self, other: DataRef) -> int:
+        """Images the two slices share (0 for different splits)."""
+        return max(0, min(self.stop, other.stop) - max(self.start, other.start)) if self.base == other.base else 0
+
+    def __str__(self) -> str:
+        return self.base if self.whole else f"{self.base}[{self.start}:{self.stop}]"
 
 
 @dataclass(frozen=True)
@@ -160,17 +221,32 @@ def register_dataset(
     return decorate
 
 
-def parse_spec(spec: str) -> tuple[str, str]:
-    """Split "name:split" (split defaults to "train") and check both are registered."""
-    name, sep, split = spec.partition(":")
-    if not sep:
-        split = DEFAULT_SPLIT
+_REF = re.compile(r"^(?P<name>[^:\[\]]+)(?::(?P<split>[^:\[\]]*))?(?:\[(?P<start>\d*):(?P<stop>\d*)\])?$")
+
+
+def parse_ref(spec: str) -> DataRef:
+    """Parse "name[:split][[start:stop]]" (split defaults to "train"; the slice to the whole split) and check it."""
+    match = _REF.match(spec.strip())
+    if match is None:
+        raise UnknownDatasetError(f"malformed dataset spec {spec!r}; expected name:split or name:split[start:stop], e.g. cifar10:test[:9000]")
+    name, split = match["name"], DEFAULT_SPLIT if match["split"] is None else match["split"]
     if name not in DATASETS:
         raise UnknownDatasetError(f"unknown dataset {name!r} in spec {spec!r}; known: {', '.join(sorted(DATASETS))}")
     if split not in DATASETS[name].splits:
         allowed = ", ".join(DATASETS[name].splits)
         raise UnknownDatasetError(f"unknown split {split!r} of dataset {name!r}; allowed: {allowed}")
-    return name, split
+    size = DATASETS[name].sizes[split]
+    start = int(match["start"]) if match["start"] else 0
+    stop = int(match["stop"]) if match["stop"] else size
+    if not 0 <= start < stop <= size:
+        raise UnknownDatasetError(f"slice [{start}:{stop}] of {name}:{split} ({size} images) is empty or out of range")
+    return DataRef(name, split, start, stop)
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """(name, split) of a dataset spec, slice allowed and ignored; checks both are registered."""
+    ref = parse_ref(spec)
+    return ref.name, ref.split
 
 
 def cache_dir() -> Path:
@@ -194,12 +270,13 @@ def data_roots(root: str | Path | None = None) -> list[Path]:
 
 
 def load(spec: str, *, root: str | Path | None = None, size: int | None = None, seed: int = 0) -> ImageSet:
-    """Load a dataset split, decoding it on first use and from the on-disk cache afterwards.
+    """Load a dataset split or slice of one, decoding it on first use and from the on-disk cache afterwards.
 
     size: return a reproducible random subset of that many items (ImageSet.subset with seed).
     The cache is keyed by name and split only, so root matters only when nothing is cached.
     """
-    name, split = parse_spec(spec)
+    ref = parse_ref(spec)
+    name, split = ref.name, ref.split
     info = DATASETS[name]
     arrays = _PROVIDED.get(f"{name}:{split}") or (_read_cache(info, split) if info.cache else None)
     if arrays is None:
@@ -210,6 +287,8 @@ def load(spec: str, *, root: str | Path | None = None, size: int | None = None, 
     with warnings.catch_warnings():  # provided arrays live read-only in Ray's object store; nothing writes to loaded images
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
         dataset = ImageSet(f"{name}:{split}", torch.from_numpy(images), torch.from_numpy(labels), info.num_classes)
+    if not ref.whole:
+        dataset = dataset.take(slice(ref.start, ref.stop))
     return dataset if size is None else dataset.subset(size, seed)
 
 
@@ -218,7 +297,7 @@ _PROVIDED: dict[str, Arrays] = {}
 
 def arrays(spec: str, *, root: str | Path | None = None) -> Arrays:
     """A whole split as (uint8 images, int64 labels) numpy arrays, e.g. to put in Ray's object store once."""
-    dataset = load(spec, root=root)
+    dataset = load(parse_ref(spec).base, root=root)
     return dataset.images.numpy(), dataset.labels.numpy()
 
 
@@ -233,7 +312,8 @@ def provide(spec: str, split_arrays: Arrays) -> None:
 
 def _cache_paths(name: str, split: str) -> tuple[Path, Path]:
     folder = cache_dir() / "datasets"
-    return folder / f"{name}-{split}.images.npy", folder / f"{name}-{split}.labels.npy"
+    stem = f"{name}-{split}.v{CACHE_FORMAT}"
+    return folder / f"{stem}.images.npy", folder / f"{stem}.labels.npy"
 
 
 def _read_cache(info: DatasetInfo, split: str) -> Arrays | None:
@@ -300,7 +380,11 @@ def _torchvision_arrays(dataset: Any) -> Arrays:
 
 
 def _decode_parquet(path: Path, shape: tuple[int, int, int]) -> Arrays:
-    """Decode a Parquet file with columns image (encoded bytes) and label into NHWC uint8."""
+    """Decode a Parquet file with columns image (encoded bytes) and label into NHWC uint8, rows in a fixed shuffled order.
+
+    Parquet copies are often sorted by class (the offline CIFAR-10 is), which would make a slice such as
+    `cifar10:test[9000:]` one class; the fixed permutation gives slices the class mix of torchvision's order.
+    """
     import pyarrow.parquet as pq
     from PIL import Image
 
@@ -314,7 +398,8 @@ def _decode_parquet(path: Path, shape: tuple[int, int, int]) -> Arrays:
         if pixels.shape[:2] != (h, w):
             raise ValueError(f"{path}: row {i} decodes to {pixels.shape[1]}x{pixels.shape[0]} pixels, expected {w}x{h}")
         images[i] = pixels.reshape(h, w, c)
-    return images, table.column("label").to_numpy().astype(np.int64)
+    order = np.random.default_rng(PARQUET_ORDER_SEED).permutation(len(blobs))
+    return images[order], table.column("label").to_numpy().astype(np.int64)[order]
 
 
 def _search_roots(name: str, split: str, roots: list[Path], folder: str, make: Maker) -> Arrays | None:

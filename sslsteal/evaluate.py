@@ -17,6 +17,7 @@ from torch import nn
 
 from sslsteal.augment import to_float
 from sslsteal.config import StrictModel
+from sslsteal.data import DataRef, ImageSet
 
 Embed = Callable[[torch.Tensor], torch.Tensor]
 
@@ -63,53 +64,147 @@ class ProbeSpec(StrictModel):
 
     downstream: list[str] = Field(default_factory=lambda: ["cifar10"], min_length=1)
     train_images: int | None = Field(None, gt=0, description="probe-training images per dataset; all when null")
-    test_images: int | None = Field(None, gt=0, description="probe-test images per dataset; all when null")
+    test_images: int | None = Field(None, gt=0, description="probe-test images per dataset (outside the attacker's query pool); all when null")
 
     @field_validator("downstream")
     @classmethod
     def _known(cls, names: list[str]) -> list[str]:
         return known_datasets(names)
 
-    def key(self, dataset: str) -> str:
-        """Cache key of one dataset's result under this protocol."""
-        return f"{dataset}|train={self.train_images or 'all'}|test={self.test_images or 'all'}"
+    def key(self, dataset: str, pool: DataRef | None = None) -> str:
+        """Cache key of one dataset's result under this protocol; names the query pool when it removes test images."""
+        from sslsteal.data import parse_ref
+
+        base = f"{dataset}|train={self.train_images or 'all'}|test={self.test_images or 'all'}"
+        return base + (f"|minus={pool}" if pool is not None and pool.overlap(parse_ref(f"{dataset}:test")) else "")
 
 
 @dataclass(frozen=True)
 class ProbeData:
-    """A downstream task's images in the encoder's input shape, ready for linear evaluation."""
+    """A downstream task's images in the encoder's input shape, ready for linear evaluation.
+
+    `val_rows` (optional) are rows of the train part held out as a validation set: a second probe fitted on
+    the other train rows scores them, so a search can optimise `val_acc` without ever seeing the test part.
+    """
 
     name: str
-    train_images: torch.Tensor
-    train_labels: np.ndarray
-    test_images: torch.Tensor
-    test_labels: np.ndarray
+    train: ImageSet
+    test: ImageSet
+    val_rows: torch.Tensor | None = None
+
+    @property
+    def train_images(self) -> torch.Tensor:
+        return self.train.images
+
+    @property
+    def train_labels(self) -> np.ndarray:
+        return self.train.labels.numpy()
+
+    @property
+    def test_images(self) -> torch.Tensor:
+        return self.test.images
+
+    @property
+    def test_labels(self) -> np.ndarray:
+        return self.test.labels.numpy()
+
+    @property
+    def val(self) -> ImageSet | None:
+        return None if self.val_rows is None else self.train.take(self.val_rows)
 
 
-def probe_data(dataset: str, *, channels: int = 3, size: int = 32, train_images: int | None = None, test_images: int | None = None, seed: int = 0, root: str | None = None) -> ProbeData:
-    """Load `dataset`'s train and test splits (optionally deterministic subsets) shaped for the encoder."""
+def probe_data(
+    dataset: str,
+    *,
+    channels: int = 3,
+    size: int = 32,
+    train_images: int | None = None,
+    test_images: int | None = None,
+    val_images: int = 0,
+    pool: DataRef | None = None,
+    seed: int = 0,
+    root: str | None = None,
+) -> ProbeData:
+    """`dataset`'s train split and its test split minus the attacker's query `pool`, optionally as deterministic
+    subsets, shaped for the encoder; with `val_images`, that many train images outside the pool are held out."""
+    from sslsteal import data
+    from sslsteal.seeding import derive_seed
+
+    train = data.load(f"{dataset}:train", root=root)
+    if train_images is not None:
+        train = train.subset(min(train_images, len(train)), seed)
+    test = data.load(f"{dataset}:test", root=root).without(pool)
+    if test_images is not None and test_images < len(test):
+        test = test.subset(test_images, seed)
+    val_rows = None
+    if val_images:
+        outside = torch.nonzero(~_in_pool(train, pool)).flatten()
+        if val_images > len(train) // 2:
+            raise ValueError(f"val_images={val_images} is more than half of the {len(train)} {dataset}:train images the probe trains on")
+        if len(outside) < val_images:
+            raise ValueError(f"{dataset}:train has {len(outside)} images outside the query pool {pool}, fewer than val_images={val_images}")
+        pick = torch.randperm(len(outside), generator=torch.Generator().manual_seed(derive_seed(seed, "validation")))[:val_images]
+        val_rows = outside[pick]
+    return ProbeData(dataset, train.to_shape(channels, size), test.to_shape(channels, size), val_rows)
+
+
+def _in_pool(images: ImageSet, pool: DataRef | None) -> torch.Tensor:
+    """Boolean mask of the items of `images` that belong to `pool`."""
+    if pool is None or pool.base != images.name:
+        return torch.zeros(len(images), dtype=torch.bool)
+    return (images.positions >= pool.start) & (images.positions < pool.stop)
+
+
+def holdout_task(dataset: str, train_images: int, test_images: int, *, pool: DataRef | None = None, seed: int = 0, root: str | None = None) -> ProbeData:
+    """A small task drawn from `dataset`'s train split outside the query pool (disjoint train/test parts), for
+    monitoring during training: choices made on it (pruning) never look at the test split or at queried images."""
     from sslsteal import data
 
-    train = data.load(f"{dataset}:train", root=root, size=train_images, seed=seed).to_shape(channels, size)
-    test = data.load(f"{dataset}:test", root=root, size=test_images, seed=seed).to_shape(channels, size)
-    return ProbeData(dataset, train.images, train.labels.numpy(), test.images, test.labels.numpy())
+    drawn = data.load(f"{dataset}:train", root=root).without(pool)
+    n = min(len(drawn), train_images + test_images)
+    drawn = drawn.subset(n, seed).to_shape(3, 32)
+    cut = max(1, n * train_images // (train_images + test_images))
+    return ProbeData(dataset, drawn.take(slice(0, cut)), drawn.take(slice(cut, n)))
 
 
-def holdout_task(dataset: str, train_images: int, test_images: int, *, seed: int = 0, root: str | None = None) -> ProbeData:
-    """A small task drawn from `dataset`'s train split only (disjoint train/test parts), for monitoring during
-    training: choices made on it (pruning) never look at the test split the final evaluation uses."""
-    from sslsteal import data
+@dataclass(frozen=True)
+class ProbeResult:
+    """Top-1 accuracies (percent) of a linear probe and the image counts they rest on."""
 
-    drawn = data.load(f"{dataset}:train", root=root, size=train_images + test_images, seed=seed).to_shape(3, 32)
-    labels = drawn.labels.numpy()
-    return ProbeData(dataset, drawn.images[:train_images], labels[:train_images], drawn.images[train_images:], labels[train_images:])
+    acc: float
+    test_images: int
+    val_acc: float | None = None
+    val_images: int = 0
+
+
+def probe(encoder: nn.Module | Embed, task: ProbeData, device: torch.device | None = None) -> ProbeResult:
+    """Linear evaluation on `task`: a probe fitted on all train rows scores the test part; with validation rows,
+    a second probe fitted on the remaining train rows scores them."""
+    train_x = extract_features(encoder, task.train_images, device=device)
+    test_x = extract_features(encoder, task.test_images, device=device)
+    labels = task.train_labels
+    acc = linear_probe(train_x, labels, test_x, task.test_labels)
+    if task.val_rows is None:
+        return ProbeResult(acc, len(test_x))
+    rows = task.val_rows.numpy()
+    keep = np.ones(len(train_x), dtype=bool)
+    keep[rows] = False
+    val_acc = linear_probe(train_x[keep], labels[keep], train_x[rows], labels[rows])
+    return ProbeResult(acc, len(test_x), val_acc, len(rows))
 
 
 def linear_eval(encoder: nn.Module | Embed, task: ProbeData, device: torch.device | None = None) -> float:
-    """Linear-evaluation top-1 accuracy (percent) of `encoder` on `task`."""
-    train_x = extract_features(encoder, task.train_images, device=device)
-    test_x = extract_features(encoder, task.test_images, device=device)
-    return linear_probe(train_x, task.train_labels, test_x, task.test_labels)
+    """Linear-evaluation top-1 test accuracy (percent) of `encoder` on `task`."""
+    return probe(encoder, task, device).acc
+
+
+def wilson_interval(acc: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval (percent) of an accuracy measured on `n` images."""
+    from scipy.stats import binomtest
+
+    correct = round(acc * n / 100)
+    ci = binomtest(correct, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return 100.0 * ci.low, 100.0 * ci.high
 
 
 def knn_accuracy(encoder: nn.Module | Embed, task: ProbeData, k: int = 20, device: torch.device | None = None) -> float:

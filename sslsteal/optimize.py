@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 MONITOR = "val.knn_acc"
 """The per-epoch metric trials report when evaluate.monitor_images > 0 (sslsteal.sweep.trial): ASHA prunes on it."""
-KEPT_METRICS = ("acc.", "acc_ratio.", "gain_recovered.", "victim_acc.", "random_acc.", "fidelity.", "queries_used", "time.", MONITOR)
+KEPT_METRICS = ("acc.", "val_acc.", "eval.", "acc_ratio.", "gain_recovered.", "victim_acc.", "random_acc.", "fidelity.", "queries_used", "time.", MONITOR)
 """Final-report metrics stored on each Optuna trial (user attribute `metrics`), so the table needs only the storage."""
 
 

@@ -37,7 +37,8 @@ from sslsteal.sweep_spec import SEARCHABLE, SweepPlan, SweepSpec, validate_tree
 METHOD, STRATEGY, LOSS, QUERIES = ("attack", "method"), ("attack", "strategy"), ("attack", "loss"), ("attack", "queries")
 SELECTORS = (METHOD, STRATEGY, LOSS)
 """Searched first: what applies of the rest depends on them."""
-OBJECTIVE = re.compile(r"^(acc|acc_ratio|gain_recovered)(\.[A-Za-z0-9_-]+)?$|^fidelity\.(cosine|l2)$")
+OBJECTIVE = re.compile(r"^val_acc(\.[A-Za-z0-9_-]+)?$|^fidelity\.(cosine|l2)$")
+TEST_METRICS = re.compile(r"^(acc|acc_ratio|gain_recovered)(\.[A-Za-z0-9_-]+)?$")
 MINIMIZED = ("fidelity.l2",)
 CATEGORICAL_TYPES = (type(None), bool, int, float, str)
 
@@ -66,8 +67,9 @@ class OptimizeSpec(StrictModel):
 
     budgets: list[int] = Field(..., min_length=1, description="attack.queries of each study")
     objective: str = Field(
-        "acc", description="acc (= acc.<first downstream dataset>), acc.<ds>, acc_ratio[.<ds>], gain_recovered[.<ds>], fidelity.cosine, fidelity.l2"
+        "val_acc", description="val_acc (= val_acc.<first downstream dataset>: a validation split of its train split), val_acc.<ds>, fidelity.cosine, fidelity.l2"
     )
+    val_images: int = Field(2000, gt=0, description="evaluate.val_images when the sweep leaves it unset: downstream train images held out to score the val_acc objective")
     direction: Literal["maximize", "minimize"] | None = Field(None, description="maximize, except minimize for fidelity.l2, when null")
     trials_per_budget: int = Field(8, gt=0, description="finished (complete or pruned) trials each study should hold")
     cover: list[str] = Field(default_factory=list, description="searched choice keys whose every value (combination) is tried first")
@@ -89,10 +91,10 @@ class OptimizeSpec(StrictModel):
     @field_validator("objective")
     @classmethod
     def _known_objective(cls, v: str) -> str:
+        if TEST_METRICS.match(v):
+            raise ValueError(f"{v!r} is scored on the test split, which is logged but never optimised; use val_acc (optionally .<dataset>)")
         if not OBJECTIVE.match(v):
-            raise ValueError(
-                f"unknown objective {v!r}; use acc, acc.<dataset>, acc_ratio, gain_recovered (optionally .<dataset>), fidelity.cosine or fidelity.l2"
-            )
+            raise ValueError(f"unknown objective {v!r}; use val_acc, val_acc.<dataset>, fidelity.cosine or fidelity.l2")
         return v
 
     @field_validator("pruner", mode="before")
@@ -137,7 +139,7 @@ class OptimizeSpec(StrictModel):
         return url
 
     def resolve_objective(self, first_downstream: str) -> str:
-        """The metric name a trial reports: `acc` -> `acc.<first downstream>` (likewise acc_ratio, gain_recovered)."""
+        """The metric name a trial reports: `val_acc` -> `val_acc.<first downstream>`."""
         return f"{self.objective}.{first_downstream}" if "." not in self.objective else self.objective
 
 
@@ -506,6 +508,8 @@ def plan_optimize(path: str | Path, overrides: list[str] | None = None) -> Optim
     if isinstance(raw.get("run"), dict) and "num_samples" in raw["run"]:
         problems.append("run.num_samples: not used by optimize (each study runs optimize.trials_per_budget trials)")
     evaluate = raw.setdefault("evaluate", {})
+    if opt is not None and opt.objective.startswith("val_acc") and isinstance(evaluate, dict):
+        evaluate.setdefault("val_images", opt.val_images)
     if opt is not None and opt.pruner.name != "none" and isinstance(evaluate, dict):
         if "monitor_images" not in evaluate:
             evaluate["monitor_images"] = opt.pruner.monitor_images

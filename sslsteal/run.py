@@ -15,6 +15,7 @@ from pydantic import Discriminator, Field, Tag, field_validator
 
 from sslsteal.attack import AttackSpec, BudgetedQuery, EpochCallback, QueryFn, StolenModel, steal
 from sslsteal.config import StrictModel, by_kind, load
+from sslsteal.data import DataRef, ImageSet
 from sslsteal.device import select_device
 from sslsteal.victim.checkpoint import Victim, load_victim
 from sslsteal.victim.spec import VictimSpec
@@ -24,10 +25,11 @@ class EvaluateSpec(StrictModel):
     """What to measure on the stolen encoder."""
 
     downstream: list[str] | None = Field(None, description="linear-evaluation datasets; the victim's when null")
-    fidelity_data: str | None = Field(None, description="held-out images for fidelity; the other split of query_data when null")
+    fidelity_data: str | None = Field(None, description="held-out images for fidelity (outside the query pool); the other split of query_data when null")
     fidelity_images: int = Field(2000, gt=0)
+    val_images: int = Field(0, ge=0, description="downstream train images (outside the query pool) held out to score val_acc.<ds>, the objective a search optimises; 0 = off")
     ownership: list[str] = Field(default_factory=list, description="ownership tests to run on the stolen encoder (docs/ownership.md)")
-    ownership_images: int = Field(1000, ge=4, description="private (victim train) and public (victim test) images each ownership test sees")
+    ownership_images: int = Field(1000, ge=4, description="private (victim train) and public (victim test, outside the query pool) images each ownership test sees")
     legit: bool = Field(False, description="also measure legit_acc: a legitimate user's accuracy through the same defense")
     save_encoder: bool = Field(False, description="sweeps: also log the stolen encoder (a `steal --save-encoder` file) as an MLflow artifact")
     monitor_images: int = Field(0, ge=0, description="downstream train-split images for a per-epoch k-NN accuracy (val.knn_acc, with half as many scored), for pruning; 0 = off")
@@ -38,6 +40,15 @@ class EvaluateSpec(StrictModel):
         from sslsteal.evaluate import known_datasets
 
         return None if names is None else known_datasets(names)
+
+    @field_validator("fidelity_data")
+    @classmethod
+    def _known_data(cls, v: str | None) -> str | None:
+        from sslsteal.data import parse_ref
+
+        if v is not None:
+            parse_ref(v)
+        return v
 
     @field_validator("ownership")
     @classmethod
@@ -91,87 +102,113 @@ def resolve_victim(ref: str | VictimSpec, *, base: Path | None = None, data_root
     return load_victim(checkpoint)
 
 
-def query_images(spec: AttackSpec, data_root: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The attacker's query images (a seeded subset of query_data) and their labels."""
+def query_images(spec: AttackSpec, data_root: str | None = None) -> ImageSet:
+    """The attacker's query images: a subset of the query pool drawn from the attacker's own stream."""
     from sslsteal import data
+    from sslsteal.seeding import derive_seed
 
-    chosen = data.load(spec.query_data, root=data_root, size=spec.images_needed, seed=spec.seed).to_shape(3, 32)
-    return chosen.images, chosen.labels
+    return data.load(spec.query_data, root=data_root, size=spec.images_needed, seed=derive_seed(spec.seed, "attacker.queries")).to_shape(3, 32)
 
 
-def other_split(spec: str) -> str:
-    """The dataset's other labelled split (`cifar10:test` for `cifar10:train`), or the same split when it has no other."""
-    from sslsteal.data import DATASETS, parse_spec
+def scored_images(spec: str, pool: DataRef | None, n: int, role: str, root: str | None = None) -> ImageSet:
+    """Up to `n` images of `spec` outside the query pool, the same ones for every attacker seed (a fixed `role` stream)."""
+    from sslsteal import data
+    from sslsteal.seeding import derive_seed
 
-    name, split = parse_spec(spec)
-    others = [s for s in DATASETS[name].splits if s not in (split, "unlabeled")]
-    return f"{name}:{others[0] if others else split}"
+    held = data.load(spec, root=root).without(pool)
+    return (held.subset(n, derive_seed(0, role)) if n < len(held) else held).to_shape(3, 32)
 
 
 def evaluate_stolen(
     stolen: StolenModel, victim: Victim, spec: RunSpec, device: torch.device, baselines: Mapping[str, float] | None = None
 ) -> dict[str, float]:
-    """Downstream accuracy, ratio and gain over the random floor per dataset, plus fidelity on held-out images.
+    """Downstream accuracy with its Wilson interval, ratio and gain over the random floor per dataset, plus fidelity,
+    all on images outside the query pool (checked against the images actually queried).
 
-    `baselines` may hold `victim_acc.<ds>` and `random_acc.<ds>` already measured (a sweep's driver passes them).
+    `baselines` may hold `victim_acc.<ds>` and `random_acc.<ds>` already measured for this pool (a sweep's driver passes them).
     """
-    from sslsteal import data
-    from sslsteal.baselines import random_accuracy, victim_accuracy
-    from sslsteal.evaluate import extract_features, fidelity, linear_eval, probe_data
+    from sslsteal.baselines import baselines as measure_baselines
+    from sslsteal.evaluate import extract_features, fidelity, probe, probe_data, wilson_interval
+    from sslsteal.protocol import check_disjoint, other_split
 
-    probe = victim.spec.evaluate
+    protocol = victim.spec.evaluate
     root = spec.data_root
+    pool = spec.attack.pool
     known = dict(baselines or {})
     metrics: dict[str, float] = {}
-    for ds in spec.evaluate.downstream or probe.downstream:
-        task = probe_data(ds, train_images=probe.train_images, test_images=probe.test_images, root=root)
-        acc = linear_eval(stolen.encoder, task, device=device)
-        v_acc = known.get(f"victim_acc.{ds}") or victim_accuracy(victim, ds, probe, root)
-        r_acc = known.get(f"random_acc.{ds}") or random_accuracy(stolen.encoder.name, ds, probe, root=root)
-        metrics[f"acc.{ds}"] = acc
-        metrics[f"victim_acc.{ds}"] = v_acc
-        metrics[f"random_acc.{ds}"] = r_acc
+    for ds in spec.evaluate.downstream or protocol.downstream:
+        task = probe_data(ds, train_images=protocol.train_images, test_images=protocol.test_images, val_images=spec.evaluate.val_images, pool=pool, root=root)
+        check_disjoint(f"probe test set ({ds})", task.test, stolen.queried)
+        if task.val is not None:
+            check_disjoint(f"validation set ({ds})", task.val, stolen.queried)
+        result = probe(stolen.encoder, task, device=device)
+        if f"victim_acc.{ds}" not in known or f"random_acc.{ds}" not in known:
+            known.update(measure_baselines(victim, stolen.encoder.name, [ds], pool=pool, root=root))
+        v_acc, r_acc, acc = known[f"victim_acc.{ds}"], known[f"random_acc.{ds}"], result.acc
+        lo, hi = wilson_interval(acc, result.test_images)
+        metrics |= {f"acc.{ds}": acc, f"acc.{ds}.lo": lo, f"acc.{ds}.hi": hi, f"eval.test_images.{ds}": float(result.test_images)}
+        if result.val_acc is not None:
+            metrics |= {f"val_acc.{ds}": result.val_acc, f"eval.val_images.{ds}": float(result.val_images)}
+        metrics |= {f"victim_acc.{ds}": v_acc, f"random_acc.{ds}": r_acc, f"random_acc.{ds}.std": known.get(f"random_acc.{ds}.std", float("nan"))}
         metrics[f"acc_ratio.{ds}"] = acc / v_acc
         metrics[f"gain_recovered.{ds}"] = (acc - r_acc) / (v_acc - r_acc) if v_acc != r_acc else float("nan")
-    held_out = spec.evaluate.fidelity_data or other_split(spec.attack.query_data)
-    images = data.load(held_out, root=root, size=spec.evaluate.fidelity_images, seed=spec.attack.seed + 1).to_shape(3, 32).images
-    stolen_y = extract_features(stolen.encoder, images, device=device)
-    victim_y = extract_features(victim.encoder, images)
+    held_out = scored_images(spec.evaluate.fidelity_data or other_split(spec.attack.query_data), pool, spec.evaluate.fidelity_images, "fidelity", root)
+    check_disjoint("fidelity images", held_out, stolen.queried)
+    stolen_y = extract_features(stolen.encoder, held_out.images, device=device)
+    victim_y = extract_features(victim.encoder, held_out.images)
+    metrics["eval.fidelity_images"] = float(len(held_out))
     if stolen_y.shape == victim_y.shape:
         metrics.update(fidelity(stolen_y, victim_y))
     return metrics
 
 
-def evidence_images(victim: VictimSpec, n: int, root: str | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(private, public) images for ownership tests: up to `n` the victim trained on, and `n` of the other split."""
+def evidence_images(
+    victim: VictimSpec, n: int, root: str | None = None, seed: int = 0, pool: DataRef | None = None
+) -> tuple[ImageSet, ImageSet]:
+    """(private, public) images for ownership tests: up to `n` the victim trained on, and up to `n` of the other split
+    that the attacker could not have queried (outside its query pool)."""
     from sslsteal import data
+    from sslsteal.protocol import other_split
 
     trained = data.load(victim.data, root=root, size=victim.train_images, seed=victim.seed)
-    private = trained.subset(min(n, len(trained)), seed).to_shape(3, 32).images
-    public = data.load(other_split(victim.data), root=root)
-    return private, public.subset(min(n, len(public)), seed).to_shape(3, 32).images
+    private = trained.subset(min(n, len(trained)), seed).to_shape(3, 32)
+    public = data.load(other_split(victim.data), root=root).without(pool)
+    return private, public.subset(min(n, len(public)), seed).to_shape(3, 32)
 
 
 def ownership_metrics(
-    names: list[str], victim: Victim, suspect: torch.nn.Module, reference: Victim | None, *, images: int, root: str | None = None, seed: int = 0
+    names: list[str],
+    victim: Victim,
+    suspect: torch.nn.Module,
+    reference: Victim | None,
+    *,
+    images: int,
+    root: str | None = None,
+    seed: int = 0,
+    queried: ImageSet | None = None,
+    pool: DataRef | None = None,
 ) -> dict[str, float]:
     """Run the named ownership tests on `suspect`; flat `ownership.<test>.*` metrics (p-values, statistics, effects)."""
     from sslsteal.ownership import Evidence, run_tests
+    from sslsteal.protocol import check_disjoint
 
     if not names:
         return {}
-    private, public = evidence_images(victim.spec, images, root, seed)
-    evidence = Evidence(victim, suspect, reference.encoder if reference else None, private, public, seed=seed)
-    return {key: value for result in run_tests(names, evidence).values() for key, value in result.metrics().items()}
+    private, public = evidence_images(victim.spec, images, root, seed, pool)
+    check_disjoint("ownership public images", public, queried)
+    evidence = Evidence(victim, suspect, reference.encoder if reference else None, private.images, public.images, seed=seed)
+    metrics = {key: value for result in run_tests(names, evidence).values() for key, value in result.metrics().items()}
+    return metrics | {"eval.public_images": float(len(public))}
 
 
-def legit_metrics(query: QueryFn, victim: Victim, downstream: list[str], root: str | None = None) -> dict[str, float]:
-    """`legit_acc.<ds>`: a legitimate user's accuracy from the (defended) API's answers, with the victim's probe protocol."""
+def legit_metrics(query: QueryFn, victim: Victim, downstream: list[str], root: str | None = None, pool: DataRef | None = None) -> dict[str, float]:
+    """`legit_acc.<ds>`: a legitimate user's accuracy from the (defended) API's answers, with the victim's probe protocol
+    and the attacker's test images (those outside its query pool)."""
     from sslsteal.evaluate import probe_data
     from sslsteal.legit import legit_accuracy
 
-    probe = victim.spec.evaluate
-    tasks = [probe_data(ds, train_images=probe.train_images, test_images=probe.test_images, root=root) for ds in downstream]
+    protocol = victim.spec.evaluate
+    tasks = [probe_data(ds, train_images=protocol.train_images, test_images=protocol.test_images, pool=pool, root=root) for ds in downstream]
     return {f"legit_acc.{task.name}": legit_accuracy(query, task) for task in tasks}
 
 
@@ -199,9 +236,10 @@ def steal_and_evaluate(
     from sslsteal.suspect import suspect_module
 
     budgeted = BudgetedQuery(query, spec.attack.queries)
-    images, labels = query_images(spec.attack, spec.data_root)
+    queried = query_images(spec.attack, spec.data_root)
     start = time.perf_counter()
-    stolen = steal(spec.attack, budgeted, images, labels, encoder_name=victim.spec.encoder, device=device, progress=progress, on_epoch=on_epoch)
+    stolen = steal(spec.attack, budgeted, queried.images, queried.labels, encoder_name=victim.spec.encoder, device=device, progress=progress, on_epoch=on_epoch)
+    stolen.queried = queried
     steal_s = time.perf_counter() - start
     start = time.perf_counter()
     metrics = evaluate_stolen(stolen, victim, spec, device, baselines)
@@ -209,7 +247,11 @@ def steal_and_evaluate(
     start = time.perf_counter()
     suspect = suspect_module(stolen)
     ev = spec.evaluate
-    metrics.update(ownership_metrics(ev.ownership, victim, suspect, reference, images=ev.ownership_images, root=spec.data_root, seed=spec.attack.seed))
+    metrics.update(
+        ownership_metrics(
+            ev.ownership, victim, suspect, reference, images=ev.ownership_images, root=spec.data_root, seed=spec.attack.seed, queried=queried, pool=spec.attack.pool
+        )
+    )
     metrics.update({"queries_used": float(budgeted.used), "time.steal_s": steal_s, "time.ownership_s": time.perf_counter() - start})
     return stolen, metrics
 
@@ -217,13 +259,22 @@ def steal_and_evaluate(
 def run_steal(spec: RunSpec, *, config_path: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Steal one encoder from a local victim (no Ray) and evaluate it; metrics are named as in docs/architecture.md."""
     from sslsteal.config import ConfigError
+    from sslsteal.protocol import protocol_problems
     from sslsteal.reference import get_reference
 
+    source = str(config_path or "<run>")
     if spec.evaluate.legit:
-        raise ConfigError(["evaluate.legit: a single run has no defense to measure; use a sweep with a defense section"], str(config_path or "<run>"))
+        raise ConfigError(["evaluate.legit: a single run has no defense to measure; use a sweep with a defense section"], source)
     base = Path(config_path).resolve().parent if config_path else None
+    victim_spec, _ = victim_source(spec.victim, base=base, data_root=spec.data_root)
+    problems = protocol_problems(spec.attack, spec.evaluate, victim_spec)  # before any victim is trained
+    if problems:
+        raise ConfigError(problems, source)
     device = select_device()
     victim = resolve_victim(spec.victim, base=base, data_root=spec.data_root, progress=progress).to(device)
+    problems = protocol_problems(spec.attack, spec.evaluate, victim.spec)  # a checkpoint's spec is known only now
+    if problems:
+        raise ConfigError(problems, source)
     reference = get_reference(victim, data_root=spec.data_root, progress=progress).to(device) if spec.evaluate.ownership else None
     head = spec.attack.method == "access_head"
     stolen, metrics = steal_and_evaluate(spec, victim, lambda x: victim.embed(x, head=head), device, reference=reference, progress=progress)
@@ -235,12 +286,13 @@ def format_table(result: dict[str, Any]) -> str:
     m = result["metrics"]
     a = result["attack"]
     lines = [f"victim {result['victim']}  attack {a['method']}/{a['loss']}/{a['strategy']}  queries used {int(m['queries_used'])}"]
-    datasets = sorted(k.split(".", 1)[1] for k in m if k.startswith("acc."))
-    lines.append(f"{'dataset':<14}{'victim':>8}{'random':>8}{'stolen':>8}{'ratio':>8}{'gain':>8}")
+    datasets = sorted(k.removeprefix("eval.test_images.") for k in m if k.startswith("eval.test_images."))
+    lines.append(f"{'dataset':<14}{'victim':>8}{'random':>8}{'stolen':>8}{'95% interval':>16}{'ratio':>8}{'gain':>8}{'scored on':>11}")
     for ds in datasets:
+        interval = f"[{m[f'acc.{ds}.lo']:.2f}, {m[f'acc.{ds}.hi']:.2f}]"
         lines.append(
-            f"{ds:<14}{m[f'victim_acc.{ds}']:>8.2f}{m[f'random_acc.{ds}']:>8.2f}{m[f'acc.{ds}']:>8.2f}"
-            f"{m[f'acc_ratio.{ds}']:>8.3f}{m[f'gain_recovered.{ds}']:>8.3f}"
+            f"{ds:<14}{m[f'victim_acc.{ds}']:>8.2f}{m[f'random_acc.{ds}']:>8.2f}{m[f'acc.{ds}']:>8.2f}{interval:>16}"
+            f"{m[f'acc_ratio.{ds}']:>8.3f}{m[f'gain_recovered.{ds}']:>8.3f}{int(m[f'eval.test_images.{ds}']):>11}"
         )
     if "fidelity.cosine" in m:
         lines.append(f"fidelity: cosine {m['fidelity.cosine']:.3f}  l2 {m['fidelity.l2']:.3f}")

@@ -35,15 +35,34 @@ class SweepContext:
     victim: Any
     reference: Any | None = None
     datasets: dict[str, Any] = field(default_factory=dict)
-    baselines: dict[str, float] = field(default_factory=dict)
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Victim and random-floor accuracies measured by the driver, per `baseline_key(pool, stolen architecture)`."""
+
+
+def baseline_key(pool: Any, encoder: str) -> str:
+    """Which baselines a trial compares with: they depend on the query pool (removed from the test set) and the stolen architecture."""
+    return f"{pool}|{encoder}"
+
+
+def resolved_params(spec: Any, defense: dict[str, Any]) -> dict[str, str]:
+    """The trial's whole resolved configuration (defaults included) as flat MLflow params."""
+    from sslsteal.tracking import flatten
+    from sslsteal.victim.defenses import build_defense
+
+    options = build_defense(defense).params.model_dump(mode="json")
+    tree = {"attack": spec.attack.model_dump(mode="json"), "evaluate": spec.evaluate.model_dump(mode="json"), "defense": {"name": defense.get("name", "none"), **options}}
+    return flatten(tree)
 
 
 def trial_name(config: dict[str, Any]) -> str:
-    """A readable run name: method, loss, budget, defense and its options."""
+    """A readable run name: method, loss, budget, query pool, defense and its options."""
+    from sslsteal.attack import AttackSpec
+
     a, d = config["attack"], config["defense"]
     defense = d.get("name", "none")
     extras = ",".join(f"{k}={v}" for k, v in sorted(d.items()) if k != "name")
-    return f"{a.get('method', 'direct')}-{a.get('loss', 'infonce')}-q{a['queries']}-{defense}{'(' + extras + ')' if extras else ''}"
+    pool = a.get("query_data", AttackSpec.model_fields["query_data"].default)
+    return f"{a.get('method', 'direct')}-{a.get('loss', 'infonce')}-q{a['queries']}-{pool}-{defense}{'(' + extras + ')' if extras else ''}"
 
 
 def trial(config: dict[str, Any], context: SweepContext) -> None:
@@ -55,8 +74,9 @@ def trial(config: dict[str, Any], context: SweepContext) -> None:
     from sslsteal.evaluate import holdout_task, knn_accuracy
     from sslsteal.remote import install_datasets
     from sslsteal.run import RunSpec, legit_metrics, legit_queries, steal_and_evaluate
+    from sslsteal.seeding import derive_seed
     from sslsteal.suspect import save_stolen
-    from sslsteal.tracking import Tracker, flatten
+    from sslsteal.tracking import Tracker
     from sslsteal.victim.checkpoint import load_victim
     from sslsteal.victim.service import RemoteQuery
 
@@ -71,13 +91,13 @@ def trial(config: dict[str, Any], context: SweepContext) -> None:
     account = ray.get(handle.open_fresh_account.remote(trial_id, spec.attack.queries, config["defense"]))["account"]
     tracker = Tracker(context.tracking_uri)
     where = {"sslsteal.account": account, "sslsteal.node_id": ray.get_runtime_context().get_node_id(), "sslsteal.pid": str(os.getpid())}
-    run_id = tracker.child(context.parent_run, key=trial_id, name=trial_name(config), params=flatten(config), tags=where)
+    run_id = tracker.child(context.parent_run, key=trial_id, name=trial_name(config), params=resolved_params(spec, config["defense"]), tags=where)
     tracker.log_dict(run_id, config, "trial_config.json")
     downstream = spec.evaluate.downstream or victim.spec.evaluate.downstream
     monitor = None
     if spec.evaluate.monitor_images:
         n = spec.evaluate.monitor_images
-        monitor = holdout_task(downstream[0], n, max(1, n // 2), seed=spec.attack.seed, root=context.data_root)
+        monitor = holdout_task(downstream[0], n, max(1, n // 2), pool=spec.attack.pool, seed=derive_seed(0, "monitor"), root=context.data_root)
     last: dict[str, float] = {}
 
     def on_epoch(epoch: int, record: dict[str, float], encoder: Any) -> None:
@@ -90,7 +110,8 @@ def trial(config: dict[str, Any], context: SweepContext) -> None:
 
     try:
         query = RemoteQuery(handle, account, head=spec.attack.method == "access_head")
-        stolen, metrics = steal_and_evaluate(spec, victim, query, device, reference=reference, baselines=context.baselines, on_epoch=on_epoch)
+        known = context.baselines.get(baseline_key(spec.attack.pool, spec.attack.encoder or victim.spec.encoder))
+        stolen, metrics = steal_and_evaluate(spec, victim, query, device, reference=reference, baselines=known, on_epoch=on_epoch)
         if spec.evaluate.save_encoder:
             with tempfile.TemporaryDirectory() as folder:
                 path = save_stolen(stolen, Path(folder) / "stolen_encoder.pt", victim=victim.spec.key, attack=spec.attack.model_dump(mode="json"))
@@ -105,7 +126,7 @@ def trial(config: dict[str, Any], context: SweepContext) -> None:
         )
         if spec.evaluate.legit:
             legit = ray.get(handle.open_fresh_account.remote(f"{trial_id}-legit", legit_queries(victim, downstream), config["defense"]))["account"]
-            metrics.update(legit_metrics(RemoteQuery(handle, legit), victim, downstream, context.data_root))
+            metrics.update(legit_metrics(RemoteQuery(handle, legit), victim, downstream, context.data_root, spec.attack.pool))
         tracker.log_metrics(run_id, metrics)
     except (KeyboardInterrupt, SystemExit):  # Tune stopping the trial (pruning, an interrupted sweep)
         tracker.finish(run_id, "KILLED")
@@ -122,12 +143,12 @@ def trial(config: dict[str, Any], context: SweepContext) -> None:
 
 def _splits_needed(plan: SweepPlan, victim_spec: Any, ownership: bool) -> list[str]:
     """Every `name:split` the trials will load, so the driver can share each once."""
-    from sslsteal.attack import AttackSpec
-    from sslsteal.run import other_split
+    from sslsteal.data import parse_ref
+    from sslsteal.protocol import other_split
 
-    queries = plan.values("attack", "query_data") or [AttackSpec.model_fields["query_data"].default]
-    splits = list(queries)
-    fidelity = [v for v in plan.values("evaluate", "fidelity_data") if v]
+    queries = query_pools(plan)
+    splits = [parse_ref(q).base for q in queries]
+    fidelity = [parse_ref(v).base for v in plan.values("evaluate", "fidelity_data") if v]
     splits += fidelity or [other_split(q) for q in queries]
     for names in plan.values("evaluate", "downstream") or [None]:
         for ds in names or victim_spec.evaluate.downstream:
@@ -135,6 +156,13 @@ def _splits_needed(plan: SweepPlan, victim_spec: Any, ownership: bool) -> list[s
     if ownership:
         splits += [victim_spec.data, other_split(victim_spec.data)]
     return list(dict.fromkeys(splits))
+
+
+def query_pools(plan: SweepPlan) -> list[str]:
+    """Every query pool (`attack.query_data`) the sweep's trials draw from."""
+    from sslsteal.attack import AttackSpec
+
+    return list(dict.fromkeys(plan.values("attack", "query_data") or [AttackSpec.model_fields["query_data"].default]))
 
 
 def _checkpoint(source: tuple[Any, Path | None]) -> Path:
@@ -161,6 +189,7 @@ class Driver:
     report: dict[str, float]
     handle: Any
     shared: dict[str, Any]
+    baselines: dict[str, dict[str, float]]
 
     @classmethod
     def start(cls, plan: SweepPlan, *, address: str | None = None, tracking_uri: str | None = None) -> Driver:
@@ -168,8 +197,9 @@ class Driver:
         reference; log the victim's run once; put checkpoints and datasets in the object store; start the actor."""
         import ray
 
-        from sslsteal.baselines import victim_report
+        from sslsteal.baselines import baselines, victim_report
         from sslsteal.config import ConfigError
+        from sslsteal.data import parse_ref
         from sslsteal.reference import find_reference
         from sslsteal.remote import share_datasets
         from sslsteal.run import victim_source
@@ -189,6 +219,15 @@ class Driver:
             raise ConfigError([f"evaluate.ownership: the watermark test needs a watermarked victim; {victim.spec.key} has none"], plan.source)
         reference_path = _checkpoint(find_reference(victim, spec.run.data_root)) if tests else None
         report = victim_report(victim, spec.run.data_root)
+        downstream = list(dict.fromkeys(ds for names in plan.values("evaluate", "downstream") or [None] for ds in names or victim.spec.evaluate.downstream))
+        encoders = plan.values("attack", "encoder") or [victim.spec.encoder]
+        measured = {
+            baseline_key(parse_ref(pool), encoder or victim.spec.encoder): baselines(
+                victim, encoder or victim.spec.encoder, downstream, pool=parse_ref(pool), root=spec.run.data_root
+            )
+            for pool in query_pools(plan)
+            for encoder in encoders
+        }
         tracker.victim_run(spec.name, victim.spec.key, flatten(victim.spec.model_dump()), report, victim_path)
         shared = {
             "victim": ray.put(victim_path.read_bytes()),  # read and stored once: the actor and every trial load it from here
@@ -196,7 +235,7 @@ class Driver:
             "datasets": share_datasets(_splits_needed(plan, victim.spec, bool(tests)), spec.run.data_root),
         }
         handle = create_service(shared["victim"], service, name="victim", namespace=f"sslsteal-{spec.name}")
-        return cls(plan, tracker, victim, report, handle, shared)
+        return cls(plan, tracker, victim, report, handle, shared, measured)
 
     def trainable(self, parent_run: str) -> Any:
         """The trial function with its context bound and the sweep's per-trial resources."""
@@ -205,7 +244,7 @@ class Driver:
         spec = self.plan.spec
         res = spec.run.resources_per_trial
         context = SweepContext(
-            spec.name, f"sslsteal-{spec.name}", self.tracker.uri, parent_run, spec.run.data_root, res.cpu, baselines=self.report, **self.shared
+            spec.name, f"sslsteal-{spec.name}", self.tracker.uri, parent_run, spec.run.data_root, res.cpu, baselines=self.baselines, **self.shared
         )
         return tune.with_resources(tune.with_parameters(trial, context=context), {"cpu": res.cpu, "gpu": res.gpu})
 

@@ -7,6 +7,7 @@ such as `attack.loss.grid[2]`.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,7 +31,8 @@ class Resources(StrictModel):
 class RunSettings(StrictModel):
     """How the sweep runs: seeds, repetitions, concurrency, resources, retries."""
 
-    seed: int = 0
+    seed: int = Field(0, description="seed of the search-space sampler (random spaces)")
+    seeds: list[int] | None = Field(None, min_length=1, description="attacker seeds: every configuration is repeated once per seed (a grid over attack.seed)")
     num_samples: int = Field(1, gt=0, description="repetitions of the grid; random spaces are drawn anew each time")
     max_concurrent_trials: int = Field(2, gt=0)
     resources_per_trial: Resources = Field(default_factory=Resources)
@@ -89,18 +91,22 @@ class SweepPlan:
         return preview(self.spaces, self.spec.run.num_samples, limit, self.spec.run.seed)
 
 
-def _problems(tree: dict[str, Any]) -> list[str]:
-    """Every problem of one concrete (search-space-free) attack/defense/evaluate tree."""
+def _problems(tree: dict[str, Any], victim: VictimSpec | None) -> list[str]:
+    """Every problem of one concrete (search-space-free) attack/defense/evaluate tree, the data protocol included."""
     from sslsteal.attack import AttackSpec
+    from sslsteal.protocol import protocol_problems
     from sslsteal.run import EvaluateSpec
     from sslsteal.victim.defenses import build_defense
 
     problems: list[str] = []
+    parsed: dict[str, Any] = {}
     for key, model in (("attack", AttackSpec), ("evaluate", EvaluateSpec)):
         try:
-            parse(model, tree[key])
+            parsed[key] = parse(model, tree[key])
         except ConfigError as exc:
             problems += [f"{key}{p.removeprefix('<top>')}" if p.startswith("<top>") else f"{key}.{p}" for p in exc.problems]
+    if len(parsed) == 2:
+        problems += protocol_problems(parsed["attack"], parsed["evaluate"], victim)
     try:
         build_defense(tree["defense"])
     except ConfigError as exc:
@@ -118,10 +124,10 @@ def _label(space: SearchSpace, index: int) -> str:
     return f"{space.kind}.{'low' if index == 0 else 'high'}"
 
 
-def validate_tree(tree: dict[str, Any], spaces: dict[Path_, SearchSpace]) -> list[str]:
+def validate_tree(tree: dict[str, Any], spaces: dict[Path_, SearchSpace], victim: VictimSpec | None = None) -> list[str]:
     """Problems of the base configuration (first candidate everywhere) and of every other candidate value."""
     firsts = {path: space.candidates()[0] for path, space in spaces.items()}
-    base = _problems(substitute(tree, firsts))
+    base = _problems(substitute(tree, firsts), victim)
     out: list[str] = []
     for problem in base:
         owner = next((p for p in spaces if _under(problem, ".".join(p))), None)
@@ -129,7 +135,7 @@ def validate_tree(tree: dict[str, Any], spaces: dict[Path_, SearchSpace]) -> lis
     for path, space in spaces.items():
         key = ".".join(path)
         for i, value in enumerate(space.candidates()[1:], start=1):
-            for problem in _problems(substitute(tree, {**firsts, path: value})):
+            for problem in _problems(substitute(tree, {**firsts, path: value}), victim):
                 if problem in base:
                     continue
                 if _under(problem, key):
@@ -139,19 +145,29 @@ def validate_tree(tree: dict[str, Any], spaces: dict[Path_, SearchSpace]) -> lis
     return list(dict.fromkeys(out))
 
 
-def _victim_problems(victim: str | VictimSpec, base: Path) -> list[str]:
-    """A victim named by path must exist; a victim YAML must be a valid victim spec."""
+def victim_spec(victim: str | VictimSpec, base: Path) -> tuple[VictimSpec | None, list[str]]:
+    """The victim's spec (None for a checkpoint, whose spec is read when it is loaded) and the problems finding it:
+    a victim named by path must exist; a victim YAML must be a valid victim spec."""
     if not isinstance(victim, str):
-        return []
+        return victim, []
     path = Path(victim) if Path(victim).is_absolute() or Path(victim).exists() else base / victim
     if not path.exists():
-        return [f"victim: no such file {victim!r} (relative paths are resolved against the sweep file's folder)"]
+        return None, [f"victim: no such file {victim!r} (relative paths are resolved against the sweep file's folder)"]
     if path.suffix in (".pt", ".pth") or path.is_dir():
-        return []
+        return None, []
     try:
-        parse(VictimSpec, read_yaml(path))
+        return parse(VictimSpec, read_yaml(path)), []
     except ConfigError as exc:
-        return [f"victim.{p}" if not p.startswith("<top>") else f"victim{p.removeprefix('<top>')}" for p in exc.problems]
+        return None, [f"victim.{p}" if not p.startswith("<top>") else f"victim{p.removeprefix('<top>')}" for p in exc.problems]
+
+
+def with_seeds(tree: dict[str, Any], seeds: list[int] | None) -> list[str]:
+    """Turn `run.seeds` into a grid over `attack.seed` (in place); a problem line when attack.seed is set as well."""
+    if seeds is None:
+        return []
+    if "seed" in tree["attack"]:
+        return ["attack.seed: set by run.seeds in this sweep; remove one of them"]
+    tree["attack"]["seed"] = {"grid": list(seeds)}
     return []
 
 
@@ -167,20 +183,24 @@ def plan_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepPla
     spec: SweepSpec | None = None
     try:
         spec = SweepSpec.model_validate(raw)
-        tree = {key: getattr(spec, key) for key in SEARCHABLE}
+        tree = {key: copy.deepcopy(getattr(spec, key)) for key in SEARCHABLE}
     except ValidationError as exc:  # keep going: the searchable sections can still be checked
         problems += errors_of(exc)
         defaults = SweepSpec.model_fields
         tree = {key: raw.get(key, defaults[key].get_default(call_default_factory=True)) for key in SEARCHABLE}
         tree = {key: value for key, value in tree.items() if isinstance(value, dict)}
+    victim: VictimSpec | None = None
+    if spec is not None:
+        victim, found = victim_spec(spec.victim, Path(source).resolve().parent)
+        problems += found
+        if set(tree) == set(SEARCHABLE):
+            problems += with_seeds(tree, spec.run.seeds)
     if set(tree) == set(SEARCHABLE):
         try:
             spaces = find_spaces(tree)
-            problems += validate_tree(tree, spaces)
+            problems += validate_tree(tree, spaces, victim)
         except ConfigError as exc:
             problems += exc.problems
-    if spec is not None:
-        problems += _victim_problems(spec.victim, Path(source).resolve().parent)
     if problems or spec is None:
         raise ConfigError(list(dict.fromkeys(problems)), source)
     return SweepPlan(spec, tree, spaces, source)

@@ -74,7 +74,7 @@ def test_usage_error_exit_code_from_the_console_script(tmp_path: Path) -> None:
 
 
 def test_steal_on_synthetic_prints_a_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = _write(tmp_path, _run(tmp_path, {"loss": "mse", "queries": 500, "query_data": "synthetic:test", "epochs": 2}))
+    path = _write(tmp_path, _run(tmp_path, {"loss": "mse", "queries": 500, "query_data": "synthetic:train", "epochs": 2}))
     out_json = tmp_path / "result.json"
     assert main(["steal", str(path), "--quiet", "--set", "attack.queries=200", "--set", "attack.loss=cosine", "--output", str(out_json)]) == 0
     out = capsys.readouterr().out

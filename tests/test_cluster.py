@@ -39,7 +39,7 @@ def test_victim_on_the_gpu_node_trials_logged_over_http(cluster: Cluster, cifar_
     sweep = {
         "name": "cluster",
         "victim": victim,
-        "attack": {"loss": {"grid": ["mse", "softnn"]}, "queries": 300, "epochs": 2, "query_data": "cifar10:test"},
+        "attack": {"loss": {"grid": ["mse", "softnn"]}, "queries": 300, "epochs": 2, "query_data": "cifar10:test[:8000]"},
         "service": {"resources": {"victim_host": 1}},
         "run": {"max_concurrent_trials": 2, "resources_per_trial": {"cpu": 1}, "data_root": str(cifar_root)},
     }

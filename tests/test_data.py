@@ -3,6 +3,7 @@ source path (Parquet, torchvision files, Debian Fashion-MNIST, failed downloads)
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import os
@@ -215,14 +216,28 @@ def test_parquet_source_round_trips_and_is_cached(isolated: Path, monkeypatch: p
 
     first = load("cifar10")
     assert first.name == "cifar10:train" and first.num_classes == 10
-    assert np.array_equal(first.images.numpy(), images) and first.labels.tolist() == labels.tolist()
-    assert (cache_dir() / "datasets" / "cifar10-train.images.npy").is_file()
+    # rows come back in the fixed shuffled order, images still paired with their labels
+    order = np.random.default_rng(data.PARQUET_ORDER_SEED).permutation(12)
+    assert not np.array_equal(order, np.arange(12))
+    assert np.array_equal(first.images.numpy(), images[order]) and first.labels.tolist() == labels[order].tolist()
+    assert (cache_dir() / "datasets" / "cifar10-train.v2.images.npy").is_file()
 
     (root / "cifar10" / "train.parquet").unlink()
     monkeypatch.setattr(data, "_decode_parquet", lambda *a: pytest.fail("cache was not used"))
     second = load("cifar10")
     assert torch.equal(second.images, first.images) and torch.equal(second.labels, first.labels)
     assert not list((cache_dir() / "datasets").glob("*.tmp"))
+
+
+def test_sorted_parquet_slices_hold_every_class(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Parquet split stored sorted by class (as the offline CIFAR-10 is) still gives class-mixed slices."""
+    root = isolated / "data"
+    labels = np.repeat(np.arange(10), 100)  # sorted: the last 100 rows are all class 9
+    write_parquet(root / "cifar10" / "test.parquet", random_images(1000, (3, 32, 32)), labels)
+    monkeypatch.setenv("SSLSTEAL_DATA", str(root))
+    monkeypatch.setitem(data.DATASETS, "cifar10", dataclasses.replace(data.DATASETS["cifar10"], sizes={"train": 50_000, "test": 1000}))
+    tail = load("cifar10:test[900:]")
+    assert len(tail) == 100 and len(np.unique(tail.labels.numpy())) == 10
 
 
 def write_fake_cifar10(folder: Path, train: np.ndarray, test: np.ndarray) -> None:
@@ -260,7 +275,8 @@ def test_corrupt_torchvision_folder_falls_back_to_parquet(isolated: Path) -> Non
     write_parquet(root / "cifar10" / "test.parquet", images, np.array([4, 5, 6]))
     with pytest.warns(UserWarning, match="skipping .*cifar-10-batches-py"):
         loaded = load("cifar10:test", root=root)
-    assert np.array_equal(loaded.images.numpy(), images) and loaded.labels.tolist() == [4, 5, 6]
+    order = np.random.default_rng(data.PARQUET_ORDER_SEED).permutation(3)
+    assert np.array_equal(loaded.images.numpy(), images[order]) and loaded.labels.tolist() == np.array([4, 5, 6])[order].tolist()
 
 
 @pytest.mark.parametrize("spec", ["cifar10:test", "cifar100:train", "svhn:test", "stl10:unlabeled", "fashion_mnist:train"])

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def test_steal_tiny_victim_on_cifar10(cifar_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = {
         "victim": str(REPO / "sweeps" / "victims" / "tiny.yaml"),
-        "attack": {"method": "direct", "loss": "infonce", "queries": 1000, "query_data": "cifar10:test", "epochs": 3},
+        "attack": {"method": "direct", "loss": "infonce", "queries": 1000, "query_data": "cifar10:test[:9000]", "epochs": 3},
         "data_root": str(cifar_root),
     }
     path = tmp_path / "run.yaml"
@@ -35,6 +35,8 @@ def test_steal_tiny_victim_on_cifar10(cifar_root: Path, tmp_path: Path, capsys: 
     gain = (m["acc.cifar10"] - m["random_acc.cifar10"]) / (m["victim_acc.cifar10"] - m["random_acc.cifar10"])
     assert m["gain_recovered.cifar10"] == pytest.approx(gain)
     assert 0.3 < m["fidelity.cosine"] <= 1.0 and m["fidelity.l2"] > 0
+    # the paper's protocol: the tiny probe's 2,000 test images are capped by the 1,000 outside the pool test[:9000]
+    assert m["eval.test_images.cifar10"] == 1000.0 and m["acc.cifar10.hi"] - m["acc.cifar10.lo"] > 5.0
 
 
 def test_ownership_in_a_run_and_verify_from_the_cli(cifar_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -49,7 +51,7 @@ def test_ownership_in_a_run_and_verify_from_the_cli(cifar_root: Path, tmp_path: 
     victim_yaml = REPO / "sweeps" / "victims" / "tiny.yaml"
     run = {
         "victim": str(victim_yaml),
-        "attack": {"method": "direct", "loss": "mse", "queries": 2000, "query_data": "cifar10:test", "epochs": 5},
+        "attack": {"method": "direct", "loss": "mse", "queries": 2000, "query_data": "cifar10:train", "epochs": 5},
         "evaluate": {"ownership": ["watermark", "distance", "dataset_inference"], "ownership_images": 300},
         "data_root": str(cifar_root),
     }
@@ -86,11 +88,11 @@ def test_ownership_in_a_run_and_verify_from_the_cli(cifar_root: Path, tmp_path: 
 
     assert verdicts["stolen"]["ownership.distance.p_value"] < 0.05
     assert closeness("stolen") < 0.5 < 0.9 < closeness("honest")
-    # The tiny victim's watermark is weak (about 66% on its own images after 3 epochs), and a 5-epoch copy carries
-    # only a little of it, but more than the honest encoder does. (The p < 0.05 separation on the CPU-scale
-    # watermarked victim is measured in docs/RESULTS.md.)
-    assert verdicts["stolen"]["ownership.watermark.acc"] > verdicts["honest"]["ownership.watermark.acc"] + 1.0
-    assert verdicts["stolen"]["ownership.watermark.p_value"] < verdicts["honest"]["ownership.watermark.p_value"]
+    # The tiny victim's watermark is weak (about 66% on its own images after 3 epochs). The honest encoder must not
+    # be flagged by it. (An independently initialised 5-epoch copy carries none of it measurably either: the
+    # stolen-above-honest ordering this test once asserted came from the stolen encoder starting at the victim's
+    # own initial weights.)
+    assert verdicts["honest"]["ownership.watermark.p_value"] > 0.05
 
 
 def test_verify_usage_errors(cifar_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from sslsteal.baselines import random_accuracy
+from sslsteal import baselines
+from sslsteal.baselines import RANDOM_INITS, random_accuracies, random_encoder, random_floor
 from sslsteal.config import ConfigError, parse
-from sslsteal.evaluate import ProbeData, ProbeSpec, extract_features, fidelity, knn_accuracy, linear_probe, probe_data
+from sslsteal.data import ImageSet, parse_ref
+from sslsteal.evaluate import ProbeData, ProbeSpec, extract_features, fidelity, knn_accuracy, linear_probe, probe, probe_data, wilson_interval
 
 
 def test_linear_probe_separates_separable_features() -> None:
@@ -43,13 +45,47 @@ def test_probe_spec_validation() -> None:
     with pytest.raises(ConfigError, match="downstream: unknown dataset 'imagenet'"):
         parse(ProbeSpec, {"downstream": ["imagenet"]})
     assert ProbeSpec(train_images=10).key("cifar10") == "cifar10|train=10|test=all"
+    # a pool that removes test images changes the key; one elsewhere does not
+    assert ProbeSpec().key("cifar10", parse_ref("cifar10:test[:9000]")) == "cifar10|train=all|test=all|minus=cifar10:test[0:9000]"
+    assert ProbeSpec().key("cifar10", parse_ref("cifar10:train")) == "cifar10|train=all|test=all"
 
 
-def test_random_floor_is_cached_and_above_chance() -> None:
-    probe = ProbeSpec(downstream=["synthetic"], train_images=500, test_images=200)
-    first = random_accuracy("small_cnn", "synthetic", probe)
-    assert first > 20.0  # random conv features are far better than chance (10%)
-    assert random_accuracy("small_cnn", "synthetic", probe) == first
+def test_random_floor_averages_independent_inits_and_is_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = ProbeSpec(downstream=["synthetic"], train_images=500, test_images=200)
+    accs = random_accuracies("small_cnn", "synthetic", spec)
+    assert len(accs) == RANDOM_INITS >= 3 and min(accs) > 20.0  # random conv features are far better than chance (10%)
+    floor = random_floor("small_cnn", "synthetic", spec)
+    assert floor["random_acc.synthetic"] == pytest.approx(float(np.mean(accs)))
+    assert floor["random_acc.synthetic.std"] == pytest.approx(float(np.std(accs, ddof=1)))
+    # the inits really differ from each other
+    first, second = (random_encoder("small_cnn", i).state_dict() for i in (0, 1))
+    assert any(not torch.equal(first[k], second[k]) for k in first)
+
+    def recompute(*args: object, **kwargs: object) -> float:
+        raise AssertionError("the cached floor was recomputed")
+
+    monkeypatch.setattr(baselines, "linear_eval", recompute)
+    assert random_accuracies("small_cnn", "synthetic", spec) == accs
+
+
+def test_wilson_interval_matches_the_formula() -> None:
+    n, acc, z = 1000, 62.0, 1.959963984540054
+    p = acc / 100
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    lo, hi = wilson_interval(acc, n)
+    assert lo == pytest.approx(100 * (centre - half)) and hi == pytest.approx(100 * (centre + half))
+    assert hi - lo > wilson_interval(acc, 10 * n)[1] - wilson_interval(acc, 10 * n)[0]  # more images, narrower
+
+
+def test_probe_scores_validation_rows_with_a_probe_that_never_saw_them() -> None:
+    task = probe_data("synthetic", train_images=600, test_images=200, val_images=150)
+    assert task.val is not None and len(task.val) == 150
+    result = probe(lambda x: x.flatten(1)[:, ::16], task)
+    assert result.test_images == 200 and result.val_images == 150 and result.val_acc is not None
+    # the same draw every time: every trial of a search is scored on one validation set
+    again = probe_data("synthetic", train_images=600, test_images=200, val_images=150)
+    assert torch.equal(task.val.positions, again.val.positions)
 
 
 def test_fashion_mnist_probe_data_is_reshaped_for_the_encoder() -> None:
@@ -64,7 +100,8 @@ def test_knn_accuracy_against_a_hand_count() -> None:
     # Features are the images' first pixel values: class 0 near (1, 0), class 1 near (0, 1).
     train = torch.tensor([[1.0, 0.1], [0.9, 0.0], [1.0, 0.2], [0.1, 1.0], [0.0, 0.9]]).view(5, 2, 1, 1)
     test = torch.tensor([[0.8, 0.1], [0.2, 1.0], [1.0, 0.9]]).view(3, 2, 1, 1)
-    task = ProbeData("toy", train, np.array([0, 0, 0, 1, 1]), test, np.array([0, 1, 1]))
+    as_set = lambda x, y: ImageSet("toy", x.to(torch.uint8), torch.tensor(y), 2)  # noqa: E731
+    task = ProbeData("toy", as_set(train * 100, [0, 0, 0, 1, 1]), as_set(test * 100, [0, 1, 1]))
     encoder = lambda x: x.flatten(1)  # noqa: E731
     # k=1 by cosine: the first two are right; (1, 0.9) is nearest to (1, 0.2) (cos 0.860 vs 0.740 for (0.1, 1)),
     # a class-0 neighbour, so it is wrong.

@@ -54,7 +54,7 @@ def _sweep(**optimize: Any) -> dict[str, Any]:
 def test_the_cpu_file_plans_four_studies_over_the_losses() -> None:
     plan = plan_optimize(CPU_FILE)
     o = plan.optimize
-    assert o.budgets == [500, 1000, 5000, 9000] and o.objective == "acc" and o.resolved_direction == "maximize"
+    assert o.budgets == [500, 1000, 5000, 9000] and o.objective == "val_acc" and o.resolved_direction == "maximize"
     assert [plan.study_name(b) for b in o.budgets][0] == "cpu-best-loss-per-budget-q500"
     assert set(plan.losses()) >= {"mse", "infonce", "softnn"}
     assert len(cover_points(plan)) == len(plan.losses()) <= o.trials_per_budget
@@ -80,7 +80,7 @@ def test_dry_run_plans_without_ray(tmp_path: Path) -> None:
 
 
 def test_every_problem_is_reported_with_its_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    data = _sweep(budgets=[200, 20000], cover=["attack.lr"], objective="acc.stl10", storage="not a url")
+    data = _sweep(budgets=[200, 20000], cover=["attack.lr"], objective="val_acc.stl10", storage="not a url")
     data["attack"] |= {"queries": 100, "lr": {"loguniform": [-1.0, 1.0e-2]}, "batch_size": {"grid": [64, 128]}}
     data["evaluate"] = {"downstream": ["cifar10"]}
     path = _write(tmp_path, data)
@@ -100,13 +100,21 @@ def test_every_problem_is_reported_with_its_key(tmp_path: Path, capsys: pytest.C
     assert main(["optimize", str(_write(tmp_path, data)), "--dry-run"]) == 2
     err = capsys.readouterr().err
     for needle in (
-        "optimize.budgets[1]: 20000 queries need 20000 images but cifar10:test has 10000",
+        "optimize.budgets[1]: 20000 queries need 20000 images but cifar10:test[:9000] has 9000",
         "attack.epochs.uniform: Input should be a valid integer",
         "attack.loss_params.temperature: no loss in attack.loss (mse, cosine) takes 'temperature'",
         "optimize.cover[0]: attack.lr is not a searched choice",
         "optimize.objective: stl10 is not among evaluate.downstream",
     ):
         assert needle in err, err
+
+
+def test_test_accuracy_is_never_the_objective(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for objective in ("acc", "acc.cifar10", "gain_recovered"):
+        assert main(["optimize", str(_write(tmp_path, _sweep(objective=objective))), "--dry-run"]) == 2
+        assert "scored on the test split, which is logged but never optimised; use val_acc" in capsys.readouterr().err
+    plan = plan_optimize(_write(tmp_path, _sweep()))
+    assert plan.sweep.tree["evaluate"]["val_images"] == plan.optimize.val_images  # the objective's validation images
 
 
 def test_conditional_values_validate_only_where_they_apply(tmp_path: Path) -> None:
@@ -326,7 +334,7 @@ def test_optimize_end_to_end_and_resume(cifar_root: Path, tmp_path: Path, mlflow
     assert sorted(r.info.run_name for r in studies) == ["e2e-opt-q200", "e2e-opt-q400"]
     for run in studies:
         assert run.data.tags["mlflow.parentRunId"] == tops[0].info.run_id and run.info.status == "FINISHED"
-        assert "best.acc.cifar10" in run.data.metrics and run.data.tags["best.loss"] in ("mse", "infonce")
+        assert "best.val_acc.cifar10" in run.data.metrics and run.data.tags["best.loss"] in ("mse", "infonce")
         children = tracker.children(run.info.run_id)
         assert len(children) == 3
         assert _overlap(children), [(c.info.start_time, c.info.end_time) for c in children]

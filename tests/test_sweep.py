@@ -11,19 +11,20 @@ from conftest import REPO
 from mlflow_server import mlflow_uri  # noqa: F401  (fixture)
 
 from sslsteal.cli import main
+from sslsteal.summary import t_interval
 from sslsteal.tracking import Tracker
 
 pytestmark = pytest.mark.slow
 
 
-def test_sweep_logs_one_child_per_trial(cifar_root: Path, tmp_path: Path, mlflow_uri: str) -> None:  # noqa: F811
+def test_sweep_logs_one_child_per_trial(cifar_root: Path, tmp_path: Path, mlflow_uri: str, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
     sweep = {
         "name": "e2e",
         "victim": str(REPO / "sweeps" / "victims" / "tiny.yaml"),
-        "attack": {"loss": {"grid": ["mse", "softnn"]}, "queries": {"grid": [300, 600]}, "epochs": 2, "query_data": "cifar10:test"},
+        "attack": {"loss": {"grid": ["mse", "softnn"]}, "queries": 300, "epochs": 2, "query_data": "cifar10:test[:8000]"},
         "defense": {"name": "noise", "sigma": 0.1},
         "evaluate": {"ownership": ["watermark", "dataset_inference", "distance"], "ownership_images": 200, "legit": True, "save_encoder": True},
-        "run": {"max_concurrent_trials": 2, "resources_per_trial": {"cpu": 1}, "data_root": str(cifar_root)},
+        "run": {"seeds": [0, 1], "max_concurrent_trials": 2, "resources_per_trial": {"cpu": 1}, "data_root": str(cifar_root)},
     }
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(sweep))
@@ -31,20 +32,28 @@ def test_sweep_logs_one_child_per_trial(cifar_root: Path, tmp_path: Path, mlflow
         assert main(["sweep", str(path), "--tracking-uri", mlflow_uri, "--storage", str(tmp_path / "tune"), "--quiet"]) == 0
     finally:
         ray.shutdown()
+    out = capsys.readouterr().out
     tracker = Tracker(mlflow_uri)
     exp = tracker.client.get_experiment_by_name("e2e")
     parents = tracker.client.search_runs([exp.experiment_id], "tags.`sslsteal.kind` = 'sweep'")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     children = tracker.children(parents[0].info.run_id)
     assert len(children) == 4
-    budgets = sorted(int(c.data.params["attack.queries"]) for c in children)
-    assert budgets == [300, 300, 600, 600]
+    # two attacker seeds per configuration, each a real Tune dimension logged as a param
+    assert sorted((c.data.params["attack.loss"], c.data.params["attack.seed"]) for c in children) == [("mse", "0"), ("mse", "1"), ("softnn", "0"), ("softnn", "1")]
     for child in children:
+        params = child.data.params
+        # the resolved spec, defaults included, not only what the YAML set
+        expected = {"attack.lr": "0.001", "attack.batch_size": "256", "attack.strategy": "once", "attack.augment": "weak", "evaluate.fidelity_images": "2000"}
+        assert {k: params.get(k) for k in expected} == expected
+        assert params["defense.name"] == "noise" and params["defense.sigma"] == "0.1" and "defense.mean" in params
         m = child.data.metrics
         assert child.info.status == "FINISHED"
-        assert m["queries_used"] == float(child.data.params["attack.queries"])
+        assert m["queries_used"] == 300.0
         for key in ("acc.cifar10", "acc_ratio.cifar10", "gain_recovered.cifar10", "fidelity.cosine", "legit_acc.cifar10"):
             assert key in m, (key, sorted(m))
+        # the tiny protocol scores 2,000 test images; the pool cifar10:test[:8000] leaves exactly those
+        assert m["eval.test_images.cifar10"] == 2000.0 and m["acc.cifar10.lo"] < m["acc.cifar10"] < m["acc.cifar10.hi"]
         for test in ("watermark", "dataset_inference", "distance"):
             assert 0.0 <= m[f"ownership.{test}.p_value"] <= 1.0
         assert 10.0 < m["acc.cifar10"] < 100.0 and 10.0 < m["legit_acc.cifar10"] < 100.0
@@ -54,3 +63,10 @@ def test_sweep_logs_one_child_per_trial(cifar_root: Path, tmp_path: Path, mlflow
     victims = tracker.client.search_runs([exp.experiment_id], "tags.`sslsteal.kind` = 'victim'")
     assert len(victims) == 1
     assert parents[0].data.tags["sslsteal.victim_device"] == "cpu"
+    # the closing summary: one line per loss, its two seeds as mean [95% t-interval], recomputed here
+    for loss in ("mse", "softnn"):
+        accs = [c.data.metrics["acc.cifar10"] for c in children if c.data.params["attack.loss"] == loss]
+        mean, lo, hi = t_interval(accs)
+        line = next(line for line in out.splitlines() if line.startswith(f"direct-{loss}-q300-cifar10:test[:8000]-noise"))
+        assert f"{mean:.2f} [{lo:.2f}, {hi:.2f}]" in line and line.split()[1] == "2", line
+    assert f"mlflow ui --backend-store-uri {mlflow_uri}" not in out and mlflow_uri in out

@@ -29,6 +29,7 @@ EXPECTED_TRIALS = {
     "cpu/similarity_defense.yaml": 8,
     "cpu/watermark.yaml": 3,
     "cpu/fashion_mnist.yaml": 6,
+    "cpu/protocols.yaml": 18,
     "paper/methods.yaml": 3,
     "paper/losses.yaml": 8,
     "paper/queries.yaml": 21,

@@ -25,7 +25,7 @@ def _write_sweep(tmp_path: Path, cifar_root: Path, name: str, losses: list[str],
     sweep = {
         "name": name,
         "victim": str(REPO / "sweeps" / "victims" / "tiny.yaml"),
-        "attack": {"loss": {"grid": losses}, "queries": 300, "epochs": epochs, "query_data": "cifar10:test"},
+        "attack": {"loss": {"grid": losses}, "queries": 300, "epochs": epochs, "query_data": "cifar10:test[:8000]"},
         "run": {"max_concurrent_trials": concurrent, "resources_per_trial": {"cpu": 1}, "max_failures": 2, "data_root": str(cifar_root)},
     }
     path = tmp_path / f"{name}.yaml"

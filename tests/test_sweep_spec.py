@@ -64,7 +64,7 @@ def test_every_candidate_is_validated_with_its_key_path(tmp_path: Path) -> None:
     for needle in [
         "run.threads: unknown key",
         "attack.loss.grid[1]: unknown loss 'nope'",
-        "attack.queries.grid[1]: 20000 queries need 20000 images but cifar10:test has 10000",
+        "attack.queries.grid[1]: 20000 queries need 20000 images but cifar10:test[:9000] has 9000",
         "attack.strategy: method recreate_head needs",
         "(with attack.method = 'recreate_head')",
         "defense.sigma.grid[1]: Input should be greater than or equal to 0",
@@ -130,3 +130,18 @@ def test_broken_yaml_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     path.write_text("name: t\nattack: {loss: mse\n")
     assert main(["sweep", str(path)]) == 2
     assert "sweep.yaml" in capsys.readouterr().err
+
+
+def test_run_seeds_become_a_grid_over_the_attacker_seed(tmp_path: Path) -> None:
+    plan = plan_sweep(_sweep(tmp_path, attack={"loss": {"grid": ["mse", "softnn"]}, "queries": 100}, run={"seeds": [0, 1, 2]}))
+    assert plan.trials == 6
+    rows = plan.preview(limit=10)
+    assert sorted((r["attack.loss"], r["attack.seed"]) for r in rows) == [(loss, s) for loss in ("mse", "softnn") for s in (0, 1, 2)]
+    with pytest.raises(ConfigError, match="attack.seed: set by run.seeds"):
+        plan_sweep(_sweep(tmp_path, attack={"loss": "mse", "queries": 100, "seed": 4}, run={"seeds": [0, 1]}))
+
+
+def test_a_sweep_whose_pool_overlaps_every_scored_image_is_refused(tmp_path: Path) -> None:
+    path = _sweep(tmp_path, attack={"loss": "mse", "queries": 100, "query_data": {"grid": ["synthetic:train", "synthetic:test"]}})
+    with pytest.raises(ConfigError, match=r"attack.query_data.grid\[1\]: the query pool synthetic:test leaves 0 synthetic:test images"):
+        plan_sweep(path)
