@@ -23,7 +23,8 @@ OWNERSHIP = ["watermark", "dataset_inference", "dataset_inference_gmm", "noise_b
 
 EXPECTED_TRIALS = {
     "cpu/methods.yaml": 3,
-    "cpu/losses.yaml": 8,
+    "cpu/losses.yaml": 10,
+    "cpu/loss_forms.yaml": 15,
     "cpu/queries.yaml": 12,
     "cpu/noise_defense.yaml": 10,
     "cpu/similarity_defense.yaml": 8,
@@ -31,7 +32,7 @@ EXPECTED_TRIALS = {
     "cpu/fashion_mnist.yaml": 6,
     "cpu/protocols.yaml": 18,
     "paper/methods.yaml": 3,
-    "paper/losses.yaml": 8,
+    "paper/losses.yaml": 10,
     "paper/queries.yaml": 21,
     "paper/queries_cifar10_train.yaml": 8,
     "paper/noise_defense.yaml": 10,

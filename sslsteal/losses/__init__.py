@@ -13,7 +13,18 @@ from typing import Any, Callable
 
 from torch import Tensor
 
-from . import barlow, cosine, infonce, mse, simsiam, softnn, supcon, wasserstein  # noqa: F401  (register)
+from . import (  # noqa: F401  (register)
+    barlow,
+    cosine,
+    infonce,
+    infonce_cross,
+    mse,
+    simsiam,
+    sliced_wasserstein,
+    softnn,
+    supcon,
+    wasserstein,
+)
 from .registry import KINDS, LOSSES, LossEntry, positive_int, register_loss
 
 __all__ = ["KINDS", "LOSSES", "LossEntry", "make_loss", "register_loss"]

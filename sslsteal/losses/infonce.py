@@ -1,4 +1,6 @@
-"""Symmetric InfoNCE: each stolen row must pick its own victim row out of the batch, and back."""
+"""NT-Xent (SimCLR's normalised-temperature cross-entropy) over the 2N stolen and victim points together,
+as the paper's code computes InfoNCE for stealing: each point's positive is the other encoder's output for
+the same image, and its negatives are the other 2N - 2 points, from both encoders."""
 
 from __future__ import annotations
 
@@ -9,17 +11,21 @@ from torch import Tensor
 from .registry import check_pair, positive, register_loss
 
 
+def partners(n: int, device: torch.device) -> Tensor:
+    """Index of each point's partner in concat(stolen, victim): i <-> i + n."""
+    return torch.arange(2 * n, device=device).roll(n)
+
+
 @register_loss(
     "infonce",
     kind="contrastive",
-    description="symmetric InfoNCE over the batch, cosine logits / temperature",
+    description="NT-Xent over the 2N stolen+victim points: partner = positive, the other 2N-2 = negatives",
     checks={"temperature": positive},
 )
-def infonce(stolen: Tensor, victim: Tensor, *, temperature: float = 0.1) -> Tensor:
-    """Average of the stolen->victim and victim->stolen cross-entropies of <s_i, v_j> / T."""
+def infonce(stolen: Tensor, victim: Tensor, *, temperature: float = 0.07) -> Tensor:
+    """-mean_i log softmax_{k != i}(<x_i, x_k> / T)[partner(i)] over x = L2-normalised concat(stolen, victim)."""
     check_pair(stolen, victim)
-    s = F.normalize(stolen, dim=1)
-    v = F.normalize(victim.detach(), dim=1)
-    logits = s @ v.T / temperature
-    target = torch.arange(len(s), device=s.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    x = F.normalize(torch.cat([stolen, victim.detach()]), dim=1)
+    self_mask = torch.eye(len(x), dtype=torch.bool, device=x.device)
+    logits = (x @ x.T / temperature).masked_fill(self_mask, float("-inf"))
+    return F.cross_entropy(logits, partners(len(stolen), x.device))

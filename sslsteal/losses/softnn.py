@@ -1,5 +1,7 @@
-"""Soft nearest neighbour loss (Frosst et al. 2019) over stolen and victim rows together, where
-each point's only positive is its partner from the other encoder (same image)."""
+"""Soft nearest neighbour loss (Frosst, Papernot & Hinton 2019) on squared Euclidean distances between the
+2N stolen and victim points, where each point's only positive is its partner (the other encoder's output for
+the same image). Distances are measured in units of the victim batch's spread, so the temperature means
+the same thing whatever the encoder's dimension and output scale."""
 
 from __future__ import annotations
 
@@ -7,24 +9,34 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .infonce import partners
 from .registry import boolean, check_pair, positive, register_loss
+
+
+def victim_spread(victim: Tensor) -> Tensor:
+    """Mean squared distance between two victim rows drawn independently from the batch: 2 * sum_d Var(v_d)
+    (biased variance), floored at the dtype's eps so a batch without spread (N = 1) still divides."""
+    centred = victim - victim.mean(0)
+    return (2 * centred.pow(2).sum(1).mean()).clamp_min(torch.finfo(victim.dtype).eps)
 
 
 @register_loss(
     "softnn",
     kind="contrastive",
-    description="soft nearest neighbour loss on the 2N stolen+victim points, partner = positive",
-    checks={"temperature": positive, "normalize": boolean},
+    description="soft nearest neighbour loss on squared Euclidean distances of the 2N points, partner = positive",
+    checks={"temperature": positive, "relative": boolean},
 )
-def softnn(stolen: Tensor, victim: Tensor, *, temperature: float = 0.2, normalize: bool = True) -> Tensor:
-    """-mean_i log softmax_{k != i}(-||x_i - x_k||^2 / T)[partner(i)] over x = concat(stolen, victim)."""
+def softnn(stolen: Tensor, victim: Tensor, *, temperature: float = 0.1, relative: bool = True) -> Tensor:
+    """-mean_i log( exp(-d_ip(i) / t) / sum_{k != i} exp(-d_ik / t) ), d = squared Euclidean distances over
+    x = concat(stolen, victim), t = temperature * victim_spread(victim) (relative) or temperature (raw)."""
     check_pair(stolen, victim)
-    x = torch.cat([stolen, victim.detach()])
-    if normalize:
-        x = F.normalize(x, dim=1)
+    victim = victim.detach()
+    # Distances do not change under a common shift; centring on the victim mean shrinks the norms in the
+    # |a|^2 + |b|^2 - 2<a, b> expansion and with them its cancellation error.
+    x = torch.cat([stolen, victim]) - victim.mean(0)
     sq_norm = x.pow(2).sum(1)
     sq_dist = (sq_norm[:, None] + sq_norm[None, :] - 2 * x @ x.T).clamp_min(0)
-    logits = (-sq_dist / temperature).fill_diagonal_(float("-inf"))
-    n = len(stolen)
-    partner = torch.arange(2 * n, device=x.device).roll(n)
-    return F.cross_entropy(logits, partner)
+    scale = temperature * victim_spread(victim) if relative else temperature
+    self_mask = torch.eye(len(x), dtype=torch.bool, device=x.device)
+    logits = (-sq_dist / scale).masked_fill(self_mask, float("-inf"))
+    return F.cross_entropy(logits, partners(len(stolen), x.device))  # log-softmax: log-sum-exp, stable

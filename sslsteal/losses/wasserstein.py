@@ -1,35 +1,39 @@
-"""Sliced 2-Wasserstein distance between the batch distributions of stolen and victim outputs.
-Distributional: it ignores which stolen row belongs to which victim row."""
+"""Per-pair 1-Wasserstein distance between representations read as distributions over their dimensions, as
+the paper's code computes it: each row becomes a probability vector over its D dimension indices and W1
+between two of them on the line 0..D-1 is the L1 distance between their CDFs. Paired: stolen row i is
+compared with victim row i only."""
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from .registry import check_pair, positive_int, register_loss
+from .registry import boolean, check_pair, register_loss
+
+EPS = 1e-14  # added to each row's sum (as in the paper's code) so an all-zero row maps to zero mass, not NaN
+
+
+def to_distribution(x: Tensor, softmax: bool) -> Tensor:
+    """Rows as probability vectors: softmax, or division by the row sum (entries must be non-negative)."""
+    if softmax:
+        return x.softmax(dim=1)
+    return x / (x.sum(dim=1, keepdim=True) + EPS)
 
 
 @register_loss(
     "wasserstein",
     kind="distributional",
-    description="squared sliced 2-Wasserstein distance between the two batches (ignores pairing)",
-    checks={"num_projections": positive_int},
-    call_args=("projections",),
+    description="per-pair W1 between rows read as distributions over their dims: sum |CDF_s - CDF_v|, batch mean",
+    checks={"softmax": boolean},
 )
-def wasserstein(
-    stolen: Tensor, victim: Tensor, *, num_projections: int = 128, projections: Tensor | None = None
-) -> Tensor:
-    """Mean over K unit directions and sorted batch positions of (sort(s.u) - sort(v.u))^2.
+def wasserstein(stolen: Tensor, victim: Tensor, *, softmax: bool = False) -> Tensor:
+    """mean_i sum_d |cumsum(p(s_i))_d - cumsum(p(v_i))_d| with p = x / sum(x) (default) or softmax(x).
 
-    Directions are drawn per call from torch's global RNG, or taken from `projections` (K, dim),
-    whose rows are normalised to unit length (then num_projections is ignored)."""
+    Without softmax the representations must be non-negative (ReLU-pooled encoder outputs are): negative
+    entries raise ValueError, pass softmax=True for signed outputs (heads, noised answers)."""
     check_pair(stolen, victim)
-    if projections is None:
-        projections = torch.randn(num_projections, stolen.shape[1], device=stolen.device, dtype=stolen.dtype)
-    elif projections.ndim != 2 or projections.shape[1] != stolen.shape[1]:
-        raise ValueError(f"projections must be (K, {stolen.shape[1]}), got {tuple(projections.shape)}")
-    directions = F.normalize(projections.to(stolen), dim=1).T
-    s_sorted = (stolen @ directions).sort(dim=0).values
-    v_sorted = (victim.detach() @ directions).sort(dim=0).values
-    return (s_sorted - v_sorted).pow(2).mean()
+    victim = victim.detach()
+    if not softmax and (stolen.min() < 0 or victim.min() < 0):  # waits for the device
+        raise ValueError("wasserstein: negative entries are not a distribution over dims; use softmax=True for signed outputs")
+    cdf_s = to_distribution(stolen, softmax).cumsum(dim=1)
+    cdf_v = to_distribution(victim, softmax).cumsum(dim=1)
+    return (cdf_s - cdf_v).abs().sum(dim=1).mean()
