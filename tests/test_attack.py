@@ -72,7 +72,7 @@ def test_methods_learn_within_budget(victim, method: str, strategy: str) -> None
 
 @pytest.mark.parametrize("loss", sorted(LOSSES))
 def test_every_loss_steals(victim, loss: str) -> None:
-    spec = AttackSpec(loss=loss, queries=128, epochs=3, batch_size=64, lr=3e-3)
+    spec = AttackSpec(loss=loss, queries=128, epochs=3, batch_size=64, lr=1e-3)  # at 3e-3 wasserstein overshoots in epoch 2 before it falls
     images, labels = _images(128)
     query = BudgetedQuery(_query(victim), spec.queries)
     stolen = steal(spec, query, images, labels, encoder_name="small_cnn")
