@@ -25,7 +25,11 @@ def _victim_train(args: argparse.Namespace) -> int:
     spec = config.load(VictimSpec, args.config)
     if args.data_root:
         spec.data_root = args.data_root
-    path, trained = get_or_train(spec, config_path=args.config, progress=not args.quiet)
+    if args.reference:
+        from sslsteal.reference import reference_spec
+
+        spec = reference_spec(spec, args.reference)
+    path, trained = get_or_train(spec, config_path=args.config, progress=not args.quiet)  # shipped copies beside the config first
     print(f"checkpoint: {path} ({'trained now' if trained else 'cached'})")
     victim = load_victim(path)
     for key, value in victim_report(victim, spec.data_root).items():
@@ -186,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", help="victim config YAML, e.g. sweeps/victims/cifar10-cpu.yaml")
     train.add_argument("--data-root", help="folder with the datasets (default: $SSLSTEAL_DATA)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--reference", type=int, metavar="N", help="train reference encoder N (1, 2, ...) of this victim instead: its recipe, seed + N, no watermark")
     train.set_defaults(func=_victim_train)
 
     steal = sub.add_parser("steal", help="steal one encoder from a local victim and print a result table")

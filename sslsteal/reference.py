@@ -1,8 +1,9 @@
-"""The independent reference encoder ownership tests compare a suspect with.
+"""The independent reference encoders ownership tests compare a suspect with.
 
 Same architecture, data and recipe as the victim, another seed and no watermark: what an honest party
-would get by training on its own. It is trained once and cached exactly like a victim (`<name>-ref-<hash>`),
-and looked up next to the victim's shipped checkpoint first.
+would get by training on its own. Reference `index` (1, 2, 3, ...) has seed victim seed + index and the name
+`<name>-ref` (index 1) or `<name>-ref<index>`. Each is trained once and cached exactly like a victim
+(`<name>-ref-<hash>`), and looked up next to the victim's shipped checkpoint first.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from pathlib import Path
 from sslsteal.victim.checkpoint import CHECKPOINT, Victim, checkpoint_hash, load_victim
 from sslsteal.victim.spec import VictimSpec
 
-SEED_OFFSET = 1
-"""The reference's seed is the victim's plus this."""
-
-
-def reference_spec(victim: VictimSpec) -> VictimSpec:
-    """The victim's recipe with another seed and without the watermark."""
-    return victim.model_copy(update={"name": f"{victim.name}-ref", "seed": victim.seed + SEED_OFFSET, "watermark": None})
+def reference_spec(victim: VictimSpec, index: int = 1) -> VictimSpec:
+    """Reference number `index` (from 1): the victim's recipe with seed victim seed + index and without the watermark."""
+    if index < 1:
+        raise ValueError(f"reference index must be 1 or more, got {index}")
+    name = f"{victim.name}-ref" if index == 1 else f"{victim.name}-ref{index}"
+    return victim.model_copy(update={"name": name, "seed": victim.seed + index, "watermark": None})
 
 
 def _shipped(spec: VictimSpec, victim: Victim) -> Path | None:

@@ -89,3 +89,17 @@ def test_bad_override(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert "expected KEY=VALUE" in capsys.readouterr().err
     assert main(["steal", str(path), "--set", "attack.queries=-1"]) == 2
     assert "attack.queries: Input should be greater than 0" in capsys.readouterr().err
+
+
+
+def test_victim_train_reference_trains_reference_n(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`victim train CONFIG --reference 2` trains the victim's recipe with seed + 2 and no watermark, then finds it cached."""
+    from conftest import tiny_victim_spec
+
+    config = tmp_path / "unit.yaml"
+    config.write_text(yaml.safe_dump(tiny_victim_spec(watermark={"weight": 1.0})))
+    assert main(["victim", "train", str(config), "--reference", "2", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "unit-ref2-" in out and "(trained now)" in out and "watermark.acc" not in out
+    assert main(["victim", "train", str(config), "--reference", "2", "--quiet"]) == 0
+    assert "(cached)" in capsys.readouterr().out

@@ -189,3 +189,16 @@ def test_the_reference_encoder_is_independent_of_the_victim() -> None:
     mine = data.load(victim.data, size=victim.train_images, seed=victim.seed).positions.numpy()
     theirs = data.load(reference.data, size=reference.train_images, seed=reference.seed).positions.numpy()
     assert len(np.intersect1d(mine, theirs)) < 0.5 * 256
+
+
+def test_numbered_references_are_independent_of_each_other() -> None:
+    from sslsteal.reference import reference_spec
+
+    victim = VictimSpec.model_validate(tiny_victim_spec())
+    specs = [reference_spec(victim, i) for i in (1, 2, 3)]
+    assert [s.seed for s in specs] == [victim.seed + 1, victim.seed + 2, victim.seed + 3]
+    assert [s.name for s in specs] == ["unit-ref", "unit-ref2", "unit-ref3"] and specs[0] == reference_spec(victim)
+    encoders = [build_victim(s).encoder for s in specs]
+    assert not any(_same(a, b) for i, a in enumerate(encoders) for b in encoders[i + 1 :])
+    with pytest.raises(ValueError, match="reference index"):
+        reference_spec(victim, 0)

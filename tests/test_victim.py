@@ -84,10 +84,10 @@ def test_shipped_checkpoint_matches_its_config(checkpoint: Path) -> None:
     from sslsteal.reference import reference_spec
 
     victim = load_victim(checkpoint)
-    base = victim.spec.name.removesuffix("-ref")  # a shipped reference encoder is derived from its victim's config
+    base, ref, index = victim.spec.name.partition("-ref")  # a shipped reference encoder is derived from its victim's config
     spec = load(VictimSpec, REPO / "sweeps" / "victims" / f"{base}.yaml")
-    if base != victim.spec.name:
-        spec = reference_spec(spec)
+    if ref:
+        spec = reference_spec(spec, int(index or 1))
     assert checkpoint.parent.name == spec.key and checkpoint_hash(checkpoint) == spec.config_hash()
     with torch.no_grad():
         assert victim.encoder(torch.rand(2, 3, 32, 32)).shape == (2, victim.encoder.dim)
