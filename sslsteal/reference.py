@@ -13,6 +13,7 @@ from pathlib import Path
 from sslsteal.victim.checkpoint import CHECKPOINT, Victim, checkpoint_hash, load_victim
 from sslsteal.victim.spec import VictimSpec
 
+
 def reference_spec(victim: VictimSpec, index: int = 1) -> VictimSpec:
     """Reference number `index` (from 1): the victim's recipe with seed victim seed + index and without the watermark."""
     if index < 1:
