@@ -115,11 +115,19 @@ class ImageSet:
             raise ValueError(f"subset size n={n} exceeds the {len(self)} items of {self.name}")
         return self.take(torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n])
 
-    def without(self, pool: DataRef | None) -> ImageSet:
-        """This set minus every image of `pool` (a slice of a split); unchanged when the pool is another split."""
+    def at_most(self, n: int, seed: int = 0) -> ImageSet:
+        """All items when there are at most `n`, else a reproducible subset of `n` (ImageSet.subset with seed)."""
+        return self.subset(n, seed) if n < len(self) else self
+
+    def in_pool(self, pool: DataRef | None) -> torch.Tensor:
+        """Boolean mask of the items that belong to `pool` (a slice of a split); all False for another split."""
         if pool is None or pool.base != self.name:
-            return self
-        inside = (self.positions >= pool.start) & (self.positions < pool.stop)
+            return torch.zeros(len(self), dtype=torch.bool)
+        return (self.positions >= pool.start) & (self.positions < pool.stop)
+
+    def without(self, pool: DataRef | None) -> ImageSet:
+        """This set minus every image of `pool`; unchanged when the pool is another split or misses it."""
+        inside = self.in_pool(pool)
         return self if not bool(inside.any()) else self.take(~inside)
 
     def to_shape(self, channels: int, size: int) -> ImageSet:

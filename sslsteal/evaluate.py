@@ -130,15 +130,13 @@ def probe_data(
     from sslsteal import data
     from sslsteal.seeding import derive_seed
 
-    train = data.load(f"{dataset}:train", root=root)
-    if train_images is not None:
-        train = train.subset(min(train_images, len(train)), seed)
+    train = data.load(f"{dataset}:train", root=root, size=train_images, seed=seed)
     test = data.load(f"{dataset}:test", root=root).without(pool)
-    if test_images is not None and test_images < len(test):
-        test = test.subset(test_images, seed)
+    if test_images is not None:
+        test = test.at_most(test_images, seed)
     val_rows = None
     if val_images:
-        outside = torch.nonzero(~_in_pool(train, pool)).flatten()
+        outside = torch.nonzero(~train.in_pool(pool)).flatten()
         if val_images > len(train) // 2:
             raise ValueError(f"val_images={val_images} is more than half of the {len(train)} {dataset}:train images the probe trains on")
         if len(outside) < val_images:
@@ -146,13 +144,6 @@ def probe_data(
         pick = torch.randperm(len(outside), generator=torch.Generator().manual_seed(derive_seed(seed, "validation")))[:val_images]
         val_rows = outside[pick]
     return ProbeData(dataset, train.to_shape(channels, size), test.to_shape(channels, size), val_rows)
-
-
-def _in_pool(images: ImageSet, pool: DataRef | None) -> torch.Tensor:
-    """Boolean mask of the items of `images` that belong to `pool`."""
-    if pool is None or pool.base != images.name:
-        return torch.zeros(len(images), dtype=torch.bool)
-    return (images.positions >= pool.start) & (images.positions < pool.stop)
 
 
 def holdout_task(dataset: str, train_images: int, test_images: int, *, pool: DataRef | None = None, seed: int = 0, root: str | None = None) -> ProbeData:

@@ -115,8 +115,7 @@ def scored_images(spec: str, pool: DataRef | None, n: int, role: str, root: str 
     from sslsteal import data
     from sslsteal.seeding import derive_seed
 
-    held = data.load(spec, root=root).without(pool)
-    return (held.subset(n, derive_seed(0, role)) if n < len(held) else held).to_shape(3, 32)
+    return data.load(spec, root=root).without(pool).at_most(n, derive_seed(0, role)).to_shape(3, 32)
 
 
 def evaluate_stolen(
