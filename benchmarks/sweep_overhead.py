@@ -40,7 +40,7 @@ def bare_loop(plan: Any, cpus: int) -> float:
     import torch
 
     from sslsteal.device import select_device, set_threads
-    from sslsteal.reference import get_reference
+    from sslsteal.reference import get_references
     from sslsteal.run import RunSpec, legit_metrics, legit_queries, resolve_victim, steal_and_evaluate
     from sslsteal.victim.service import VictimService
 
@@ -53,10 +53,11 @@ def bare_loop(plan: Any, cpus: int) -> float:
     device = select_device()
     for i, config in enumerate(_configs(plan)):
         run = RunSpec.model_validate({"victim": victim.spec.key, "attack": config["attack"], "evaluate": config["evaluate"], "data_root": root})
-        reference = get_reference(victim, data_root=root) if run.evaluate.ownership else None
+        indices = list(range(1, run.evaluate.references + 1)) if run.evaluate.ownership else []
+        references = get_references(victim, indices, data_root=root, progress=False)
         account = service.open_fresh_account(f"loop{i}", run.attack.queries, config["defense"])["account"]
         head = run.attack.method == "access_head"
-        steal_and_evaluate(run, victim, lambda x, a=account: torch.from_numpy(service.embed(x, a, head)), device, reference=reference)
+        steal_and_evaluate(run, victim, lambda x, a=account: torch.from_numpy(service.embed(x, a, head)), device, references=references)
         if run.evaluate.legit:
             downstream = run.evaluate.downstream or victim.spec.evaluate.downstream
             legit = service.open_fresh_account(f"loop{i}-legit", legit_queries(victim, downstream), config["defense"])["account"]

@@ -60,9 +60,9 @@ def _steal(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     from sslsteal.device import select_device
-    from sslsteal.ownership import OWNERSHIP_TESTS
-    from sslsteal.reference import get_reference
-    from sslsteal.run import ownership_metrics, resolve_victim
+    from sslsteal.ownership import MIN_REFERENCES, OWNERSHIP_TESTS
+    from sslsteal.reference import get_references
+    from sslsteal.run import ownership_results, resolve_victim
     from sslsteal.suspect import load_suspect
 
     unknown = [t for t in args.tests if t not in OWNERSHIP_TESTS]
@@ -70,6 +70,11 @@ def _verify(args: argparse.Namespace) -> int:
         raise UsageError(f"--tests: unknown ownership test {unknown[0]!r}; known: {', '.join(sorted(OWNERSHIP_TESTS))}")
     if args.images < 4:
         raise UsageError(f"--images: need at least 4, got {args.images}")
+    if not 0 < args.alpha < 1:
+        raise UsageError(f"--alpha: must be in (0, 1), got {args.alpha}")
+    indices = list(dict.fromkeys(args.references))
+    if len(indices) < MIN_REFERENCES or min(indices) < 1:
+        raise UsageError(f"--references: need at least {MIN_REFERENCES} distinct reference numbers (1, 2, ...), got {' '.join(map(str, args.references))}")
     tests = list(args.tests) or sorted(OWNERSHIP_TESTS)
     device = select_device()
     try:
@@ -81,23 +86,28 @@ def _verify(args: argparse.Namespace) -> int:
         if args.tests:
             raise UsageError(f"--tests watermark: victim {victim.spec.key} is not watermarked")
         tests.remove("watermark")
-    reference = None if args.no_reference else get_reference(victim, data_root=args.data_root, progress=not args.quiet).to(device)
-    if reference is None and "distance" in tests:
-        if args.tests:
-            raise UsageError("--tests distance: needs the reference encoder (drop --no-reference)")
-        tests.remove("distance")
-    print(f"victim {victim.spec.key}; suspect: {about}; reference: {reference.spec.key if reference else 'none (chance level)'}")
-    metrics = ownership_metrics(tests, victim, suspect.to(device), reference, images=args.images, root=args.data_root, seed=args.seed)
-    print(f"{'test':<24}{'p-value':>10}{'statistic':>11}{'effect':>10}  verdict (alpha {args.alpha:g})")
-    for test in tests:
-        m = {k.removeprefix(f"ownership.{test}."): v for k, v in metrics.items() if k.startswith(f"ownership.{test}.")}
-        verdict = "stolen" if m["p_value"] < args.alpha else "not shown"
-        print(f"{test:<24}{m['p_value']:>10.3g}{m['statistic']:>11.3f}{m['effect']:>10.3f}  {verdict}")
+    references = [ref.to(device) for ref in get_references(victim, indices, data_root=args.data_root, progress=not args.quiet)]
+    same = [ref.spec.key for ref in references if about == f"victim checkpoint {ref.spec.key}"]
+    if same:
+        raise UsageError(f"--suspect is reference {same[0]}, which calibrates the tests: leave it out of --references")
+    print(f"victim {victim.spec.key}; suspect: {about}; references: {', '.join(ref.spec.key for ref in references)}")
+    results, public = ownership_results(
+        tests, victim, suspect.to(device), references, images=args.images, root=args.data_root, seed=args.seed, alpha=args.alpha
+    )
+    print(f"{'test':<24}{'verdict':<14}{'p-value':>10}{'statistic':>11}{'effect':>10}  (alpha {args.alpha:g}; {public} public images)")
+    for test, r in results.items():
+        p_value = "-" if r.p_value is None else f"{r.p_value:.3g}"
+        statistic = "-" if r.statistic is None else f"{r.statistic:.3f}"
+        print(f"{test:<24}{r.verdict:<14}{p_value:>10}{statistic:>11}{r.effect:>10.3f}  {r.reason}")
     if args.output:
         import json
         from pathlib import Path
 
-        Path(args.output).write_text(json.dumps({"victim": victim.spec.key, "suspect": about, "metrics": metrics}, indent=2))
+        metrics = {k: v for r in results.values() for k, v in r.metrics().items()} | {"eval.public_images": float(public)}
+        reasons = {test: r.reason for test, r in results.items() if r.reason}
+        references_used = [ref.spec.key for ref in references]
+        payload = {"victim": victim.spec.key, "suspect": about, "references": references_used, "metrics": metrics, "inconclusive": reasons}
+        Path(args.output).write_text(json.dumps(payload, indent=2))
     return 0
 
 
@@ -201,14 +211,16 @@ def build_parser() -> argparse.ArgumentParser:
     steal.add_argument("--quiet", action="store_true", help="no progress bars")
     steal.set_defaults(func=_steal)
 
-    verify = sub.add_parser("verify", help="ownership tests: is a suspect encoder stolen from the victim? (p-values)")
+    verify = sub.add_parser("verify", help="ownership tests: is a suspect encoder stolen from the victim? (calibrated on honest references)")
     verify.add_argument("--victim", required=True, help="victim YAML or checkpoint")
     verify.add_argument("--suspect", required=True, help="a stolen-encoder file (steal --save-encoder) or a victim checkpoint")
     verify.add_argument("--tests", nargs="+", default=[], metavar="TEST", help="tests to run (default: all that apply)")
     verify.add_argument("--images", type=int, default=1000, help="private and public images per test")
     verify.add_argument("--alpha", type=float, default=0.05, help="significance level of the verdict column")
     verify.add_argument("--seed", type=int, default=0)
-    verify.add_argument("--no-reference", action="store_true", help="compare with chance instead of the independently trained reference")
+    verify.add_argument(
+        "--references", nargs="+", type=int, default=[1, 2, 3], metavar="N", help="the victim's reference encoders that calibrate the tests (default: 1 2 3; trained when missing)"
+    )
     verify.add_argument("--data-root", help="folder with the datasets (default: $SSLSTEAL_DATA)")
     verify.add_argument("--output", metavar="FILE.json", help="also write the metrics as JSON")
     verify.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -27,15 +27,16 @@ class ProtocolError(RuntimeError):
     """An image the attacker queried reached a scored set: a bug in the evaluation, never a user error."""
 
 
-def check_disjoint(role: str, scored: ImageSet, queried: ImageSet | None) -> None:
-    """Raise ProtocolError when `scored` holds any image of `queried` (same split, same position)."""
+def check_disjoint(role: str, scored: ImageSet, queried: ImageSet | None, *, against: str = "queried by the attacker") -> None:
+    """Raise ProtocolError when `scored` holds any image of `queried` (same split, same position); `against` says what
+    the other set is in the message."""
     import numpy as np
 
     if queried is None or scored.name != queried.name:
         return
     shared = np.intersect1d(scored.positions.numpy(), queried.positions.numpy())
     if len(shared):
-        raise ProtocolError(f"{role}: {len(shared)} of its {len(scored)} {scored.name} images were queried by the attacker (e.g. index {shared[0]})")
+        raise ProtocolError(f"{role}: {len(shared)} of its {len(scored)} {scored.name} images were {against} (e.g. index {shared[0]})")
 
 
 def other_split(spec: str) -> str:

@@ -1,9 +1,9 @@
-"""The independent reference encoders ownership tests compare a suspect with.
+"""The independent reference encoders that calibrate ownership tests: honest models trained like the victim.
 
-Same architecture, data and recipe as the victim, another seed and no watermark: what an honest party
-would get by training on its own. Reference `index` (1, 2, 3, ...) has seed victim seed + index and the name
-`<name>-ref` (index 1) or `<name>-ref<index>`. Each is trained once and cached exactly like a victim
-(`<name>-ref-<hash>`), and looked up next to the victim's shipped checkpoint first.
+Same architecture, data and recipe as the victim, another seed (so another init, data order and augmentations)
+and no watermark: what an honest party would get by training on its own. Reference `index` (1, 2, 3, ...) has
+seed victim seed + index and the name `<name>-ref` (index 1) or `<name>-ref<index>`. Each is trained once and
+cached exactly like a victim (`<name>-ref<index>-<hash>`), and looked up next to the victim's shipped checkpoint first.
 """
 
 from __future__ import annotations
@@ -30,21 +30,26 @@ def _shipped(spec: VictimSpec, victim: Victim) -> Path | None:
     return ckpt if ckpt.is_file() and checkpoint_hash(ckpt) == spec.config_hash() else None
 
 
-def find_reference(victim: Victim, data_root: str | None = None) -> tuple[VictimSpec, Path | None]:
-    """The reference's spec and its shipped or cached checkpoint (None when it has not been trained yet)."""
+def find_references(victim: Victim, indices: list[int], data_root: str | None = None) -> list[tuple[VictimSpec, Path | None]]:
+    """Each reference's spec and its shipped or cached checkpoint (None when it has not been trained yet)."""
     from sslsteal.victim.checkpoint import find_cached
 
-    spec = reference_spec(victim.spec)
-    if data_root and not spec.data_root:
-        spec = spec.model_copy(update={"data_root": data_root})
-    return spec, _shipped(spec, victim) or find_cached(spec)
+    found = []
+    for index in indices:
+        spec = reference_spec(victim.spec, index)
+        if data_root and not spec.data_root:
+            spec = spec.model_copy(update={"data_root": data_root})
+        found.append((spec, _shipped(spec, victim) or find_cached(spec)))
+    return found
 
 
-def get_reference(victim: Victim, *, data_root: str | None = None, progress: bool = True) -> Victim:
-    """The reference encoder for `victim`: shipped, cached, or trained now (slow: as long as the victim took)."""
+def get_references(victim: Victim, indices: list[int], *, data_root: str | None = None, progress: bool = True) -> list[Victim]:
+    """References `indices` of `victim`: shipped, cached, or trained now (slow: each as long as the victim took)."""
     from sslsteal.victim.train import get_or_train
 
-    spec, path = find_reference(victim, data_root)
-    if path is None:
-        path, _ = get_or_train(spec, progress=progress)
-    return load_victim(path)
+    references = []
+    for spec, path in find_references(victim, indices, data_root):
+        if path is None:
+            path, _ = get_or_train(spec, progress=progress)
+        references.append(load_victim(path))
+    return references

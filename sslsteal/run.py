@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
 from pydantic import Discriminator, Field, Tag, field_validator
@@ -17,8 +17,12 @@ from sslsteal.attack import AttackSpec, BudgetedQuery, EpochCallback, QueryFn, S
 from sslsteal.config import StrictModel, by_kind, load
 from sslsteal.data import DataRef, ImageSet
 from sslsteal.device import select_device
+from sslsteal.summary import verdict_text
 from sslsteal.victim.checkpoint import Victim, load_victim
 from sslsteal.victim.spec import VictimSpec
+
+if TYPE_CHECKING:
+    from sslsteal.ownership import OwnershipResult
 
 
 class EvaluateSpec(StrictModel):
@@ -30,6 +34,7 @@ class EvaluateSpec(StrictModel):
     val_images: int = Field(0, ge=0, description="downstream train images (outside the query pool) held out to score val_acc.<ds>, the objective a search optimises; 0 = off")
     ownership: list[str] = Field(default_factory=list, description="ownership tests to run on the stolen encoder (docs/ownership.md)")
     ownership_images: int = Field(1000, ge=4, description="private (victim train) and public (victim test, outside the query pool) images each ownership test sees")
+    references: int = Field(3, ge=3, description="independently trained references (1..N of the victim) that calibrate the ownership tests; each trains once, like the victim")
     legit: bool = Field(False, description="also measure legit_acc: a legitimate user's accuracy through the same defense")
     save_encoder: bool = Field(False, description="sweeps: also log the stolen encoder (a `steal --save-encoder` file) as an MLflow artifact")
     monitor_images: int = Field(0, ge=0, description="downstream train-split images for a per-epoch k-NN accuracy (val.knn_acc, with half as many scored), for pruning; 0 = off")
@@ -162,42 +167,50 @@ def evaluate_stolen(
 
 
 def evidence_images(
-    victim: VictimSpec, n: int, root: str | None = None, seed: int = 0, pool: DataRef | None = None
+    victim: VictimSpec, n: int, root: str | None = None, seed: int = 0, pool: DataRef | None = None, queried: ImageSet | None = None
 ) -> tuple[ImageSet, ImageSet]:
     """(private, public) images for ownership tests: up to `n` the victim trained on, and up to `n` of the other split
-    that the attacker could not have queried (outside its query pool)."""
+    that neither the victim trained on nor the attacker could have queried (outside its query pool); both checked."""
     from sslsteal import data
-    from sslsteal.protocol import other_split
+    from sslsteal.protocol import check_disjoint, other_split
 
     trained = data.load(victim.data, root=root, size=victim.train_images, seed=victim.seed)
     private = trained.subset(min(n, len(trained)), seed).to_shape(3, 32)
     public = data.load(other_split(victim.data), root=root).without(pool)
-    return private, public.subset(min(n, len(public)), seed).to_shape(3, 32)
+    public = public.subset(min(n, len(public)), seed).to_shape(3, 32)
+    check_disjoint("ownership public images", public, trained, against="in the victim's training set")
+    check_disjoint("ownership public images", public, queried)
+    return private, public
 
 
-def ownership_metrics(
+def ownership_results(
     names: list[str],
     victim: Victim,
     suspect: torch.nn.Module,
-    reference: Victim | None,
+    references: list[Victim],
     *,
     images: int,
     root: str | None = None,
     seed: int = 0,
+    alpha: float = 0.05,
     queried: ImageSet | None = None,
     pool: DataRef | None = None,
-) -> dict[str, float]:
-    """Run the named ownership tests on `suspect`; flat `ownership.<test>.*` metrics (p-values, statistics, effects)."""
+) -> tuple[dict[str, OwnershipResult], int]:
+    """Run the named ownership tests on `suspect`, calibrated on `references`; (results by name, public images used)."""
     from sslsteal.ownership import Evidence, run_tests
-    from sslsteal.protocol import check_disjoint
 
+    private, public = evidence_images(victim.spec, images, root, seed, pool, queried)
+    encoders = [ref.encoder for ref in references]
+    evidence = Evidence(victim, suspect, encoders, private.images, public.images, seed=seed, alpha=alpha)
+    return run_tests(names, evidence), len(public)
+
+
+def ownership_metrics(names: list[str], victim: Victim, suspect: torch.nn.Module, references: list[Victim], **kwargs: Any) -> dict[str, float]:
+    """Flat `ownership.<test>.*` metrics (p-values, verdicts, statistics, effects) of `ownership_results`."""
     if not names:
         return {}
-    private, public = evidence_images(victim.spec, images, root, seed, pool)
-    check_disjoint("ownership public images", public, queried)
-    evidence = Evidence(victim, suspect, reference.encoder if reference else None, private.images, public.images, seed=seed)
-    metrics = {key: value for result in run_tests(names, evidence).values() for key, value in result.metrics().items()}
-    return metrics | {"eval.public_images": float(len(public))}
+    results, public = ownership_results(names, victim, suspect, references, **kwargs)
+    return {key: value for result in results.values() for key, value in result.metrics().items()} | {"eval.public_images": float(public)}
 
 
 def legit_metrics(query: QueryFn, victim: Victim, downstream: list[str], root: str | None = None, pool: DataRef | None = None) -> dict[str, float]:
@@ -226,7 +239,7 @@ def steal_and_evaluate(
     query: QueryFn,
     device: torch.device,
     *,
-    reference: Victim | None = None,
+    references: list[Victim] | None = None,
     baselines: Mapping[str, float] | None = None,
     progress: bool = False,
     on_epoch: EpochCallback | None = None,
@@ -248,7 +261,15 @@ def steal_and_evaluate(
     ev = spec.evaluate
     metrics.update(
         ownership_metrics(
-            ev.ownership, victim, suspect, reference, images=ev.ownership_images, root=spec.data_root, seed=spec.attack.seed, queried=queried, pool=spec.attack.pool
+            ev.ownership,
+            victim,
+            suspect,
+            references or [],
+            images=ev.ownership_images,
+            root=spec.data_root,
+            seed=spec.attack.seed,
+            queried=queried,
+            pool=spec.attack.pool,
         )
     )
     metrics.update({"queries_used": float(budgeted.used), "time.steal_s": steal_s, "time.ownership_s": time.perf_counter() - start})
@@ -259,7 +280,7 @@ def run_steal(spec: RunSpec, *, config_path: str | Path | None = None, progress:
     """Steal one encoder from a local victim (no Ray) and evaluate it; metrics are named as in docs/architecture.md."""
     from sslsteal.config import ConfigError
     from sslsteal.protocol import protocol_problems
-    from sslsteal.reference import get_reference
+    from sslsteal.reference import get_references
 
     source = str(config_path or "<run>")
     if spec.evaluate.legit:
@@ -274,9 +295,10 @@ def run_steal(spec: RunSpec, *, config_path: str | Path | None = None, progress:
     problems = protocol_problems(spec.attack, spec.evaluate, victim.spec)  # a checkpoint's spec is known only now
     if problems:
         raise ConfigError(problems, source)
-    reference = get_reference(victim, data_root=spec.data_root, progress=progress).to(device) if spec.evaluate.ownership else None
+    indices = list(range(1, spec.evaluate.references + 1)) if spec.evaluate.ownership else []
+    references = [ref.to(device) for ref in get_references(victim, indices, data_root=spec.data_root, progress=progress)]
     head = spec.attack.method == "access_head"
-    stolen, metrics = steal_and_evaluate(spec, victim, lambda x: victim.embed(x, head=head), device, reference=reference, progress=progress)
+    stolen, metrics = steal_and_evaluate(spec, victim, lambda x: victim.embed(x, head=head), device, references=references, progress=progress)
     return {"victim": victim.spec.key, "attack": spec.attack.model_dump(), "metrics": metrics, "stolen": stolen}
 
 
@@ -295,8 +317,9 @@ def format_table(result: dict[str, Any]) -> str:
         )
     if "fidelity.cosine" in m:
         lines.append(f"fidelity: cosine {m['fidelity.cosine']:.3f}  l2 {m['fidelity.l2']:.3f}")
-    for test in sorted({k.split(".")[1] for k in m if k.startswith("ownership.")}):
+    for test in sorted({k.split(".")[1] for k in m if k.startswith("ownership.") and k.endswith(".inconclusive")}):
         key = f"ownership.{test}."
-        lines.append(f"ownership {test}: p = {m[key + 'p_value']:.3g}  statistic {m[key + 'statistic']:.3f}  effect {m[key + 'effect']:.3f}")
+        statistic = f"  t {m[key + 'statistic']:.3f}" if key + "statistic" in m else ""
+        lines.append(f"ownership {test}: {verdict_text(m, test)}{statistic}  effect {m[key + 'effect']:.3f}")
     lines.append(f"time: steal {m['time.steal_s']:.1f} s  eval {m['time.eval_s']:.1f} s")
     return "\n".join(lines)

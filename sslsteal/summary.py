@@ -68,16 +68,35 @@ def _cell(value: tuple[float, float, float] | None, digits: int) -> str:
     return f"{mean:.{digits}f}" if lo == hi else f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
+def verdict_text(metrics: Mapping[str, float], test: str) -> str:
+    """One ownership test's outcome from its flat metrics: `stolen (p = ..)`, `not stolen (p = ..)` or `inconclusive`."""
+    key = f"ownership.{test}."
+    if float(metrics.get(key + "inconclusive", 0.0)) or key + "p_value" not in metrics:
+        return "inconclusive"
+    verdict = "stolen" if float(metrics.get(key + "stolen", 0.0)) else "not stolen"
+    return f"{verdict} (p = {float(metrics[key + 'p_value']):.3g})"
+
+
+def _ownership_cell(runs: list[Mapping[str, float]], test: str) -> str:
+    """The largest p-value over the seeds whose test was conclusive, and how many seeds were inconclusive."""
+    key = f"ownership.{test}."
+    logged = [m for m in runs if key + "inconclusive" in m]
+    p_values = [float(m[key + "p_value"]) for m in logged if key + "p_value" in m and not float(m[key + "inconclusive"])]
+    if not p_values:
+        return "inconclusive" if logged else "-"
+    cell = f"{max(p_values):.3g}"
+    return cell if len(p_values) == len(logged) else f"{cell} ({len(logged) - len(p_values)}/{len(logged)} inconclusive)"
+
+
 def summary_table(groups: list[ConfigSummary], dataset: str) -> str:
     """Plain-text table: configuration, seeds, accuracy, gain recovered and fidelity (mean [95% interval]), worst p-value per test."""
-    tests = sorted({k.split(".")[1] for g in groups for m in g.runs for k in m if k.startswith("ownership.") and k.endswith(".p_value")})
+    tests = sorted({k.split(".")[1] for g in groups for m in g.runs for k in m if k.startswith("ownership.") and k.endswith(".inconclusive")})
     header = ["configuration", "seeds", f"acc.{dataset}", f"gain_recovered.{dataset}", "fidelity.cosine"] + [f"max p {t}" for t in tests]
     rows = []
     for g in groups:
-        p_values = [max((float(m[f"ownership.{t}.p_value"]) for m in g.runs if f"ownership.{t}.p_value" in m), default=float("nan")) for t in tests]
         rows.append(
             [g.label, str(len(g.runs)), _cell(g.aggregate(f"acc.{dataset}"), 2), _cell(g.aggregate(f"gain_recovered.{dataset}"), 3), _cell(g.aggregate("fidelity.cosine"), 3)]
-            + [f"{p:.3g}" for p in p_values]
+            + [_ownership_cell(g.runs, t) for t in tests]
         )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [header, *rows]]

@@ -1,6 +1,6 @@
 """Run a sweep on Ray Tune: one shared victim actor, one attacker account per trial attempt, one MLflow child run per trial.
 
-The driver resolves the victim (training it on the cluster when needed), shares its checkpoint, the reference
+The driver resolves the victim (training it on the cluster when needed), shares its checkpoint, the references
 encoder and the datasets through the object store, opens a parent MLflow run and starts the actor; each trial
 steals through the actor, evaluates, runs the ownership tests and reports. `resume=True` continues the newest
 interrupted run of the sweep with `Tuner.restore`, reusing its parent run and its trials' child runs.
@@ -24,7 +24,7 @@ STATE_FILE = "sslsteal-sweep.json"
 
 @dataclass(frozen=True)
 class SweepContext:
-    """What every trial needs from the driver: object-store refs of the victim, reference and datasets, MLflow ids."""
+    """What every trial needs from the driver: object-store refs of the victim, references and datasets, MLflow ids."""
 
     sweep: str
     namespace: str
@@ -33,7 +33,7 @@ class SweepContext:
     data_root: str | None
     cpus: float
     victim: Any
-    reference: Any | None = None
+    references: list[Any] = field(default_factory=list)
     datasets: dict[str, Any] = field(default_factory=dict)
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
     """Victim and random-floor accuracies measured by the driver, per `baseline_key(pool, stolen architecture)`."""
@@ -84,7 +84,6 @@ def trial(config: dict[str, Any], context: SweepContext) -> None:
     device = select_device()
     install_datasets(context.datasets)
     victim = load_victim(ray.get(context.victim)).to(device)
-    reference = load_victim(ray.get(context.reference)).to(device) if context.reference is not None else None
     spec = RunSpec.model_validate({"victim": victim.spec.key, "attack": config["attack"], "evaluate": config["evaluate"], "data_root": context.data_root})
     trial_id = tune.get_context().get_trial_id()
     handle = ray.get_actor("victim", namespace=context.namespace)
@@ -111,7 +110,8 @@ def trial(config: dict[str, Any], context: SweepContext) -> None:
     try:
         query = RemoteQuery(handle, account, head=spec.attack.method == "access_head")
         known = context.baselines.get(baseline_key(spec.attack.pool, spec.attack.encoder or victim.spec.encoder))
-        stolen, metrics = steal_and_evaluate(spec, victim, query, device, reference=reference, baselines=known, on_epoch=on_epoch)
+        references = [load_victim(ray.get(ref)).to(device) for ref in context.references[: spec.evaluate.references]] if spec.evaluate.ownership else []
+        stolen, metrics = steal_and_evaluate(spec, victim, query, device, references=references, baselines=known, on_epoch=on_epoch)
         if spec.evaluate.save_encoder:
             with tempfile.TemporaryDirectory() as folder:
                 path = save_stolen(stolen, Path(folder) / "stolen_encoder.pt", victim=victim.spec.key, attack=spec.attack.model_dump(mode="json"))
@@ -137,7 +137,8 @@ def trial(config: dict[str, Any], context: SweepContext) -> None:
     tracker.finish(run_id)
     first = downstream[0]
     headline = [k for k in ("queries_used", f"acc.{first}", f"gain_recovered.{first}", "fidelity.cosine") if k in metrics]
-    brief = {k: v for k, v in metrics.items() if not k.startswith("ownership.") or k.endswith(".p_value")}  # MLflow has the details
+    verdicts = (".p_value", ".inconclusive", ".stolen")
+    brief = {k: v for k, v in metrics.items() if not k.startswith("ownership.") or k.endswith(verdicts)}  # MLflow has the details
     tune.report({k: metrics[k] for k in headline} | last | brief)  # Tune's progress table shows the first four
 
 
@@ -181,7 +182,7 @@ def _latest_state(root: Path, name: str) -> Path | None:
 
 @dataclass
 class Driver:
-    """The driver's side of a sweep or study: Ray joined, victim and reference ready, datasets shared, actor serving."""
+    """The driver's side of a sweep or study: Ray joined, victim and references ready, datasets shared, actor serving."""
 
     plan: SweepPlan
     tracker: Any
@@ -194,13 +195,13 @@ class Driver:
     @classmethod
     def start(cls, plan: SweepPlan, *, address: str | None = None, tracking_uri: str | None = None) -> Driver:
         """Start or join Ray; resolve (or train on the cluster) the victim and, when ownership tests need it, the
-        reference; log the victim's run once; put checkpoints and datasets in the object store; start the actor."""
+        references; log the victim's run once; put checkpoints and datasets in the object store; start the actor."""
         import ray
 
         from sslsteal.baselines import baselines, victim_report
         from sslsteal.config import ConfigError
         from sslsteal.data import parse_ref
-        from sslsteal.reference import find_reference
+        from sslsteal.reference import find_references
         from sslsteal.remote import share_datasets
         from sslsteal.run import victim_source
         from sslsteal.tracking import Tracker, flatten
@@ -217,7 +218,8 @@ class Driver:
         tests = {name for names in plan.values("evaluate", "ownership") for name in names}
         if "watermark" in tests and victim.predictor is None:
             raise ConfigError([f"evaluate.ownership: the watermark test needs a watermarked victim; {victim.spec.key} has none"], plan.source)
-        reference_path = _checkpoint(find_reference(victim, spec.run.data_root)) if tests else None
+        count = max(plan.values("evaluate", "references") or [3]) if tests else 0
+        reference_paths = [_checkpoint(found) for found in find_references(victim, list(range(1, count + 1)), spec.run.data_root)]
         report = victim_report(victim, spec.run.data_root)
         downstream = list(dict.fromkeys(ds for names in plan.values("evaluate", "downstream") or [None] for ds in names or victim.spec.evaluate.downstream))
         encoders = plan.values("attack", "encoder") or [victim.spec.encoder]
@@ -231,7 +233,7 @@ class Driver:
         tracker.victim_run(spec.name, victim.spec.key, flatten(victim.spec.model_dump()), report, victim_path)
         shared = {
             "victim": ray.put(victim_path.read_bytes()),  # read and stored once: the actor and every trial load it from here
-            "reference": ray.put(reference_path.read_bytes()) if reference_path else None,
+            "references": [ray.put(path.read_bytes()) for path in reference_paths],
             "datasets": share_datasets(_splits_needed(plan, victim.spec, bool(tests)), spec.run.data_root),
         }
         handle = create_service(shared["victim"], service, name="victim", namespace=f"sslsteal-{spec.name}")

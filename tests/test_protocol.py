@@ -73,6 +73,8 @@ def test_check_disjoint_raises_on_any_shared_image() -> None:
         check_disjoint("probe", whole.take(slice(0, 10)), whole.take(slice(9, 20)))
     other = data.load("synthetic:train")
     check_disjoint("probe", whole, other)  # another split shares nothing
+    with pytest.raises(ProtocolError, match="ownership public images: 2 of its 10 synthetic:test images were in the victim's training set"):
+        check_disjoint("ownership public images", whole.take(slice(0, 10)), whole.take(slice(8, 12)), against="in the victim's training set")
 
 
 def _spec(tmp_path: Path, attack_: dict, evaluate: dict) -> RunSpec:
@@ -97,10 +99,13 @@ def test_every_scored_set_is_disjoint_from_the_queries(monkeypatch: pytest.Monke
     seen: dict[str, tuple[ImageSet, ImageSet]] = {}
     real = protocol.check_disjoint
 
-    def spy(role: str, scored: ImageSet, queried: ImageSet | None) -> None:
+    def spy(role: str, scored: ImageSet, queried: ImageSet | None, **kwargs: str) -> None:
         assert queried is not None
-        seen[role.split(" (")[0]] = (scored, queried)
-        real(role, scored, queried)
+        if "against" in kwargs:  # ownership public images against the victim's training set
+            seen["victim training set"] = (scored, queried)
+        else:
+            seen[role.split(" (")[0]] = (scored, queried)
+        real(role, scored, queried, **kwargs)
 
     monkeypatch.setattr(protocol, "check_disjoint", spy)
     victim_spec = VictimSpec.model_validate(tiny_victim_spec(data="synthetic:train", evaluate={"downstream": ["synthetic"], "train_images": 500, "test_images": 200}))
@@ -113,7 +118,9 @@ def test_every_scored_set_is_disjoint_from_the_queries(monkeypatch: pytest.Monke
             "evaluate": {"val_images": 200, "fidelity_data": "synthetic:test", "ownership": ["distance"], "ownership_images": 50},
         },
     )
-    stolen, metrics = steal_and_evaluate(spec, victim, lambda x: victim.embed(x), torch.device("cpu"), reference=victim)
+    stolen, metrics = steal_and_evaluate(spec, victim, lambda x: victim.embed(x), torch.device("cpu"), references=[victim] * 3)
+    public, trained = seen.pop("victim training set")
+    assert (trained.name, public.name) == ("synthetic:train", "synthetic:test")  # another split: no image the victim trained on
     assert set(seen) == {"probe test set", "validation set", "fidelity images", "ownership public images"}
     queried = stolen.queried.positions.numpy()
     assert len(queried) == 250 and queried.max() < 300

@@ -54,8 +54,12 @@ def test_sweep_logs_one_child_per_trial(cifar_root: Path, tmp_path: Path, mlflow
             assert key in m, (key, sorted(m))
         # the tiny protocol scores 2,000 test images; the pool cifar10:test[:8000] leaves exactly those
         assert m["eval.test_images.cifar10"] == 2000.0 and m["acc.cifar10.lo"] < m["acc.cifar10"] < m["acc.cifar10.hi"]
-        for test in ("watermark", "dataset_inference", "distance"):
-            assert 0.0 <= m[f"ownership.{test}.p_value"] <= 1.0
+        for test in ("watermark", "dataset_inference", "distance"):  # a verdict per test, its p-value only when decided
+            key = f"ownership.{test}."
+            assert m[key + "inconclusive"] in (0.0, 1.0) and m[key + "references"] == 3.0
+            assert (key + "p_value" in m) == (m[key + "inconclusive"] == 0.0)
+            if key + "p_value" in m:
+                assert m[key + "stolen"] == float(m[key + "p_value"] < 0.05)
         assert 10.0 < m["acc.cifar10"] < 100.0 and 10.0 < m["legit_acc.cifar10"] < 100.0
         assert child.data.tags["sslsteal.account"] == f"{child.data.tags['sslsteal.trial_key']}.1"
         artifacts = {a.path for a in tracker.client.list_artifacts(child.info.run_id)}

@@ -94,12 +94,14 @@ def test_shipped_checkpoint_matches_its_config(checkpoint: Path) -> None:
 
 
 def test_reference_encoder_is_derived_and_found_beside_the_shipped_victim() -> None:
-    from sslsteal.reference import find_reference, reference_spec
+    from sslsteal.reference import find_references, reference_spec
 
     shipped = REPO / "sweeps" / "victims" / "checkpoints"
     victim = load_victim(shipped / "cifar10-cpu-wm-331374b057ed")
     spec = reference_spec(victim.spec)
     assert spec.name == "cifar10-cpu-wm-ref" and spec.seed == victim.spec.seed + 1 and spec.watermark is None
     assert spec.model_dump(exclude={"name", "seed", "watermark"}) == victim.spec.model_dump(exclude={"name", "seed", "watermark"})
-    found_spec, path = find_reference(victim)
-    assert found_spec == spec and path == shipped / spec.key / "checkpoint.pt"  # no training needed
+    found = find_references(victim, [1, 2, 3])
+    assert found[0] == (spec, shipped / spec.key / "checkpoint.pt")  # no training needed
+    assert [s for s, _ in found] == [reference_spec(victim.spec, i) for i in (1, 2, 3)]
+    assert all(path == shipped / s.key / "checkpoint.pt" for s, path in found)  # all three are shipped

@@ -1,0 +1,24 @@
+"""Ownership tests: is a suspect encoder a stolen copy of the victim? Verdicts calibrated on honest references.
+
+Each registered test scores one encoder (`scores`); `calibrate.run_test` compares the suspect's score with
+those of independently trained references and says `stolen`, `not stolen` or `inconclusive` (docs/ownership.md).
+"""
+
+from sslsteal.ownership import scores as _scores  # noqa: F401  (registers the tests)
+from sslsteal.ownership.calibrate import MIN_REFERENCES, OWNERSHIP_TESTS, OwnershipTest, ownership_test, prediction_t, run_test, run_tests
+from sslsteal.ownership.evidence import Embed, Evidence, OwnershipResult, Score, Verdict
+
+__all__ = [
+    "MIN_REFERENCES",
+    "OWNERSHIP_TESTS",
+    "Embed",
+    "Evidence",
+    "OwnershipResult",
+    "OwnershipTest",
+    "Score",
+    "Verdict",
+    "ownership_test",
+    "prediction_t",
+    "run_test",
+    "run_tests",
+]

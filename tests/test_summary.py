@@ -1,0 +1,29 @@
+"""The closing summary's ownership cells and verdict text, from flat metrics as trials log them."""
+
+from __future__ import annotations
+
+from sslsteal.summary import ConfigSummary, summary_table, verdict_text
+
+
+def decided(p: float) -> dict[str, float]:
+    return {"ownership.watermark.p_value": p, "ownership.watermark.stolen": float(p < 0.05), "ownership.watermark.inconclusive": 0.0}
+
+
+UNDECIDED = {"ownership.watermark.inconclusive": 1.0, "ownership.watermark.stolen": 0.0}
+
+
+def test_verdict_text_names_the_verdict_and_only_a_decided_p() -> None:
+    assert verdict_text(decided(0.01), "watermark") == "stolen (p = 0.01)"
+    assert verdict_text(decided(0.3), "watermark") == "not stolen (p = 0.3)"
+    assert verdict_text(UNDECIDED, "watermark") == "inconclusive"
+
+
+def test_summary_cell_is_the_largest_decided_p_and_counts_inconclusive_seeds() -> None:
+    def row(runs: list[dict[str, float]]) -> str:
+        table = summary_table([ConfigSummary("cfg", {}, [str(i) for i in range(len(runs))], [{"acc.cifar10": 50.0} | r for r in runs])], "cifar10")
+        header, line = table.splitlines()[:2]
+        return line[header.index("max p watermark") :].strip()
+
+    assert row([decided(0.01), decided(0.2)]) == "0.2"
+    assert row([decided(0.01), UNDECIDED, decided(0.03)]) == "0.03 (1/3 inconclusive)"
+    assert row([UNDECIDED, UNDECIDED]) == "inconclusive"
