@@ -62,7 +62,7 @@ def _verify(args: argparse.Namespace) -> int:
     from sslsteal.device import select_device
     from sslsteal.ownership import MIN_REFERENCES, OWNERSHIP_TESTS
     from sslsteal.reference import get_references
-    from sslsteal.run import ownership_results, resolve_victim
+    from sslsteal.run import flat_ownership_metrics, ownership_results, resolve_victim
     from sslsteal.suspect import load_suspect
 
     unknown = [t for t in args.tests if t not in OWNERSHIP_TESTS]
@@ -103,7 +103,7 @@ def _verify(args: argparse.Namespace) -> int:
         import json
         from pathlib import Path
 
-        metrics = {k: v for r in results.values() for k, v in r.metrics().items()} | {"eval.public_images": float(public)}
+        metrics = flat_ownership_metrics(results, public)
         reasons = {test: r.reason for test, r in results.items() if r.reason}
         references_used = [ref.spec.key for ref in references]
         payload = {"victim": victim.spec.key, "suspect": about, "references": references_used, "metrics": metrics, "inconclusive": reasons}

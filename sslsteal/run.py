@@ -205,12 +205,16 @@ def ownership_results(
     return run_tests(names, evidence), len(public)
 
 
+def flat_ownership_metrics(results: dict[str, OwnershipResult], public: int) -> dict[str, float]:
+    """Every result's `ownership.<test>.*` metrics and `eval.public_images`, as runs log them."""
+    return {key: value for result in results.values() for key, value in result.metrics().items()} | {"eval.public_images": float(public)}
+
+
 def ownership_metrics(names: list[str], victim: Victim, suspect: torch.nn.Module, references: list[Victim], **kwargs: Any) -> dict[str, float]:
     """Flat `ownership.<test>.*` metrics (p-values, verdicts, statistics, effects) of `ownership_results`."""
     if not names:
         return {}
-    results, public = ownership_results(names, victim, suspect, references, **kwargs)
-    return {key: value for result in results.values() for key, value in result.metrics().items()} | {"eval.public_images": float(public)}
+    return flat_ownership_metrics(*ownership_results(names, victim, suspect, references, **kwargs))
 
 
 def legit_metrics(query: QueryFn, victim: Victim, downstream: list[str], root: str | None = None, pool: DataRef | None = None) -> dict[str, float]:
