@@ -63,7 +63,7 @@ def _verify(args: argparse.Namespace) -> int:
     from sslsteal.ownership import MIN_REFERENCES, OWNERSHIP_TESTS
     from sslsteal.reference import get_references
     from sslsteal.run import flat_ownership_metrics, ownership_results, resolve_victim
-    from sslsteal.suspect import load_suspect
+    from sslsteal.suspect import load_suspect, same_weights
 
     unknown = [t for t in args.tests if t not in OWNERSHIP_TESTS]
     if unknown:
@@ -87,7 +87,7 @@ def _verify(args: argparse.Namespace) -> int:
             raise UsageError(f"--tests watermark: victim {victim.spec.key} is not watermarked")
         tests.remove("watermark")
     references = [ref.to(device) for ref in get_references(victim, indices, data_root=args.data_root, progress=not args.quiet)]
-    same = [ref.spec.key for ref in references if about == f"victim checkpoint {ref.spec.key}"]
+    same = [ref.spec.key for ref in references if same_weights(suspect, ref.encoder)]
     if same:
         raise UsageError(f"--suspect is reference {same[0]}, which calibrates the tests: leave it out of --references")
     print(f"victim {victim.spec.key}; suspect: {about}; references: {', '.join(ref.spec.key for ref in references)}")

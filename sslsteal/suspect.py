@@ -48,6 +48,12 @@ def save_stolen(stolen: StolenModel, path: str | Path, *, victim: str, attack: d
     return target
 
 
+def same_weights(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two modules hold the same parameters and buffers, bit for bit (whatever files they came from)."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape and torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)
+
+
 def load_suspect(path: str | Path) -> tuple[nn.Module, str]:
     """(encoder module in eval mode, one-line description) from a stolen-encoder file or a victim checkpoint."""
     from sslsteal.victim.checkpoint import CHECKPOINT, load_victim
