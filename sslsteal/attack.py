@@ -25,21 +25,17 @@ from tqdm.auto import tqdm
 from sslsteal.augment import AUGMENTATIONS, SimCLRAugment, to_float
 from sslsteal.config import ConfigError, StrictModel
 from sslsteal.data import DataRef, ImageSet
-from sslsteal.models import Encoder, ProjectionHead, build_encoder
+from sslsteal.models import Embed, Encoder, ProjectionHead, build_encoder
 from sslsteal.seeding import generator, seeded
+from sslsteal.victim.errors import QueryBudgetExceeded
 
-QueryFn = Callable[[torch.Tensor], torch.Tensor]
 EpochCallback = Callable[[int, dict[str, float], Encoder], None]
-
-
-class QueryBudgetExceeded(RuntimeError):
-    """A request would take an account past its query budget; nothing was answered."""
 
 
 class BudgetedQuery:
     """Counts the images answered through `query` and refuses any request that would exceed `budget`."""
 
-    def __init__(self, query: QueryFn, budget: int) -> None:
+    def __init__(self, query: Embed, budget: int) -> None:
         self.query = query
         self.budget = budget
         self.used = 0
@@ -147,7 +143,7 @@ class StolenModel:
     """The query images with their positions in the split (set by `steal_and_evaluate`), for overlap checks."""
 
 
-def collect_answers(spec: AttackSpec, query: QueryFn, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def collect_answers(spec: AttackSpec, query: Embed, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Spend the budget: returns (inputs sent, victim answers, index of each input's source image)."""
     per = spec.views_per_image
     view_aug = SimCLRAugment()
@@ -232,7 +228,7 @@ def recreate_head(spec: AttackSpec, answers: torch.Tensor, source: torch.Tensor,
 
 def steal(
     spec: AttackSpec,
-    query: QueryFn,
+    query: Embed,
     images: torch.Tensor,
     labels: torch.Tensor | None = None,
     *,

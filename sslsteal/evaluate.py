@@ -6,7 +6,6 @@ standardised features) is trained on the downstream train split and scored top-1
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,8 +17,7 @@ from torch import nn
 from sslsteal.augment import to_float
 from sslsteal.config import StrictModel
 from sslsteal.data import DataRef, ImageSet
-
-Embed = Callable[[torch.Tensor], torch.Tensor]
+from sslsteal.models import Embed
 
 
 @torch.no_grad()

@@ -6,22 +6,19 @@ the defense does to attackers (paper appendix E, Tables 10-12).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
 
 from sslsteal.evaluate import ProbeData, linear_probe
+from sslsteal.models import Embed
 
-QueryFn = Callable[[torch.Tensor], torch.Tensor]
 
-
-def answers(query: QueryFn, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+def answers(query: Embed, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
     """The API's answers for every image, requested in batches."""
     return torch.cat([query(images[i : i + batch_size]).float() for i in range(0, len(images), batch_size)]).numpy()
 
 
-def legit_accuracy(query: QueryFn, task: ProbeData, batch_size: int = 256) -> float:
+def legit_accuracy(query: Embed, task: ProbeData, batch_size: int = 256) -> float:
     """Top-1 accuracy (percent) of a linear probe trained on the API's answers for `task`'s train split."""
     train_x = answers(query, task.train_images, batch_size)
     test_x = answers(query, task.test_images, batch_size)

@@ -16,6 +16,9 @@ from sslsteal.registry import Registry
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
+Embed = Callable[[torch.Tensor], torch.Tensor]
+"""Images -> representations: an encoder, the victim's API (an attacker's query), a defended answer."""
+
 ENCODERS: Registry[Callable[[], tuple[nn.Module, int]]] = Registry("encoder")
 
 

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import torch
 from pydantic import Discriminator, Field, Tag, field_validator
 
-from sslsteal.attack import AttackSpec, BudgetedQuery, EpochCallback, QueryFn, StolenModel, steal
+from sslsteal.attack import AttackSpec, BudgetedQuery, EpochCallback, StolenModel, steal
 from sslsteal.config import StrictModel, by_kind, load
 from sslsteal.data import DataRef, ImageSet
 from sslsteal.device import select_device
+from sslsteal.models import Embed
 from sslsteal.summary import verdict_text
 from sslsteal.victim.checkpoint import Victim, load_victim
 from sslsteal.victim.spec import VictimSpec
@@ -217,7 +218,7 @@ def ownership_metrics(names: list[str], victim: Victim, suspect: torch.nn.Module
     return flat_ownership_metrics(*ownership_results(names, victim, suspect, references, **kwargs))
 
 
-def legit_metrics(query: QueryFn, victim: Victim, downstream: list[str], root: str | None = None, pool: DataRef | None = None) -> dict[str, float]:
+def legit_metrics(query: Embed, victim: Victim, downstream: list[str], root: str | None = None, pool: DataRef | None = None) -> dict[str, float]:
     """`legit_acc.<ds>`: a legitimate user's accuracy from the (defended) API's answers, with the victim's probe protocol
     and the attacker's test images (those outside its query pool)."""
     from sslsteal.evaluate import probe_data
@@ -240,7 +241,7 @@ def legit_queries(victim: Victim, downstream: list[str]) -> int:
 def steal_and_evaluate(
     spec: RunSpec,
     victim: Victim,
-    query: QueryFn,
+    query: Embed,
     device: torch.device,
     *,
     references: list[Victim] | None = None,

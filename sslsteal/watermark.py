@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
 
 from sslsteal.augment import to_float, watermark_views
-
-Embed = Callable[[torch.Tensor], torch.Tensor]
+from sslsteal.models import Embed
 
 
 @torch.no_grad()

@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from sslsteal import data
-from sslsteal.attack import AttackSpec, BudgetedQuery, QueryBudgetExceeded, steal
+from sslsteal.attack import AttackSpec, BudgetedQuery, steal
 from sslsteal.augment import to_float
 from sslsteal.config import ConfigError, parse
 from sslsteal.losses import LOSSES
 from sslsteal.models import ProjectionHead, build_encoder
+from sslsteal.victim.errors import QueryBudgetExceeded
 
 
 @pytest.fixture(scope="module")

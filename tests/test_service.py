@@ -12,16 +12,8 @@ import ray
 import torch
 from conftest import tiny_victim_spec
 
-from sslsteal.victim.service import (
-    InvalidQuery,
-    QueryBudgetExceeded,
-    RemoteQuery,
-    ServiceSpec,
-    UnknownAccount,
-    VictimService,
-    create_service,
-    wait_until_serving,
-)
+from sslsteal.victim.errors import InvalidQuery, ProofOfWorkRequired, QueryBudgetExceeded, UnknownAccount
+from sslsteal.victim.service import RemoteQuery, ServiceSpec, VictimService, create_service, wait_until_serving
 from sslsteal.victim.spec import VictimSpec
 from sslsteal.victim.train import get_or_train
 
@@ -150,7 +142,6 @@ def test_two_trials_query_one_actor_concurrently(ray_local, checkpoint: str) -> 
         import numpy
         import torch as th
 
-        from sslsteal.victim.service import RemoteQuery
 
         handle = ray.get_actor("shared")
         query = RemoteQuery(handle, account)
@@ -215,7 +206,6 @@ def test_proof_of_work_is_solved_by_the_client_and_recorded(ray_local, checkpoin
     spec = ServiceSpec(defense={"name": "pow", "base_bits": 6, "scale_bits": 4, "max_bits": 10})
     handle = create_service(checkpoint, spec, name="pow")
     ray.get(handle.open_account.remote("miner"))
-    from sslsteal.victim.service import ProofOfWorkRequired
 
     with pytest.raises(ProofOfWorkRequired):
         ray.get(handle.embed.remote(_images(2), "miner"))

@@ -6,12 +6,11 @@ those of independently trained references and says `stolen`, `not stolen` or `in
 
 from sslsteal.ownership import scores as _scores  # noqa: F401  (registers the tests)
 from sslsteal.ownership.calibrate import MIN_REFERENCES, OWNERSHIP_TESTS, OwnershipTest, ownership_test, prediction_t, run_test, run_tests
-from sslsteal.ownership.evidence import Embed, Evidence, OwnershipResult, Score, Verdict
+from sslsteal.ownership.evidence import Evidence, OwnershipResult, Score, Verdict
 
 __all__ = [
     "MIN_REFERENCES",
     "OWNERSHIP_TESTS",
-    "Embed",
     "Evidence",
     "OwnershipResult",
     "OwnershipTest",

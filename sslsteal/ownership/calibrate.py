@@ -17,7 +17,8 @@ from typing import Literal
 
 import numpy as np
 
-from sslsteal.ownership.evidence import Embed, Evidence, OwnershipResult, Score
+from sslsteal.models import Embed
+from sslsteal.ownership.evidence import Evidence, OwnershipResult, Score
 from sslsteal.registry import Registry
 
 MIN_REFERENCES = 3

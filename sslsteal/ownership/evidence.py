@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 
 from sslsteal.evaluate import extract_features
+from sslsteal.models import Embed
 
 if TYPE_CHECKING:
     from sslsteal.victim.checkpoint import Victim
 
-Embed = Callable[[torch.Tensor], torch.Tensor]
 Verdict = Literal["stolen", "not stolen", "inconclusive"]
 
 

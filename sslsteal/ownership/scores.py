@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from sslsteal.augment import SimCLRAugment, to_float
+from sslsteal.models import Embed
 from sslsteal.ownership.calibrate import ownership_test
-from sslsteal.ownership.evidence import Embed, Evidence, Score, features
+from sslsteal.ownership.evidence import Evidence, Score, features
 from sslsteal.watermark import watermark_correct
 
 

@@ -28,29 +28,7 @@ from sslsteal.config import StrictModel
 from sslsteal.fileio import atomic_write
 from sslsteal.victim import pow as hashcash
 from sslsteal.victim.defenses import Defense
-
-
-class ServiceError(Exception):
-    """Base of the errors a caller gets; the service keeps serving everyone else."""
-
-
-class InvalidQuery(ServiceError, ValueError):
-    """Malformed request: wrong type, shape, dtype, range, non-finite values, or batch size."""
-
-
-class UnknownAccount(ServiceError, KeyError):
-    """An account that was never opened."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "unknown account"
-
-
-class QueryBudgetExceeded(ServiceError):
-    """The request would take the account past its budget; nothing was answered."""
-
-
-class ProofOfWorkRequired(ServiceError):
-    """The account must solve the attached challenge (see `challenge`) before this request is answered."""
+from sslsteal.victim.errors import InvalidQuery, ProofOfWorkRequired, QueryBudgetExceeded, UnknownAccount
 
 
 class ServiceSpec(StrictModel):
