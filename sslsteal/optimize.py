@@ -1,9 +1,9 @@
 """`sslsteal optimize`: with B queries, what is the strongest attack? One Optuna study per budget, run on Ray Tune.
 
-Each study (`<sweep>-q<budget>`) lives in an Optuna RDB storage (SQLite by default) and is driven by Ray Tune's
-`OptunaSearch` with a seeded sampler; trials are the sweep's trials (one attacker account each, against the
-shared victim actor), run up to `run.max_concurrent_trials` at once and stopped early by ASHA on the per-epoch
-k-NN accuracy. Running the same file again continues the same studies: each runs only the trials it still lacks
+Each study (`<sweep>-q<budget>`) lives in an Optuna RDB storage (SQLite by default) and is driven through Optuna's
+ask/tell API by a Ray Tune `Searcher` with a seeded sampler; trials are the sweep's trials (one attacker account
+each, against the shared victim actor), run up to `run.max_concurrent_trials` at once and stopped early by Tune's
+ASHA or median stopping rule on the per-epoch k-NN accuracy. Running the same file again continues the same studies: each runs only the trials it still lacks
 to hold `optimize.trials_per_budget` finished ones. MLflow gets a top run (`sslsteal.kind=optimize`) holding the
 final table, one run per study under it (`sslsteal.kind=study`, best value and parameters) and one child run
 per trial under that.
@@ -11,14 +11,12 @@ per trial under that.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import logging
 import math
-import os
+import pickle
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,71 +33,95 @@ KEPT_METRICS = ("acc.", "val_acc.", "eval.", "acc_ratio.", "gain_recovered.", "v
 
 
 def make_searcher(plan: OptimizePlan, budget: int, objective: str, storage: Any, seed: int) -> Any:
-    """Ray Tune's OptunaSearch for the study of `budget`, with the plan's define-by-run space and a seeded sampler.
-
-    The subclass only adapts the hooks to sweep trials: per-epoch reports carry `val.knn_acc` but not the objective
-    (OptunaSearch.on_trial_result would fail on the missing key), so that value becomes Optuna's intermediate value
-    for the epoch; each trial's final metrics and Tune trial id are stored as Optuna user attributes; a trial that
-    finished without the objective counts as failed, one that ASHA stopped as pruned (as OptunaSearch decides)."""
+    """The Tune searcher of the study of `budget`: the stored study (created when new) with the plan's seeded sampler."""
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
-
-    class StudySearch(OptunaSearch):
-        def __init__(self, *args: Any, pruner: Any = None, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._reported: dict[str, set[int]] = {}  # epochs already reported per trial
-            if pruner is not None:  # OptunaSearch creates its study with a NopPruner
-                self._ot_study.pruner = pruner
-
-        def should_prune(self, trial_id: str, result: dict[str, Any]) -> bool:
-            """Report a per-epoch result and ask the study's pruner (for OptunaPruning, which Tune calls first)."""
-            self.on_trial_result(trial_id, result)
-            ot_trial = self._ot_trials.get(trial_id)
-            return ot_trial is not None and ot_trial.should_prune()
-
-        def suggest(self, trial_id: str) -> dict[str, Any] | None:
-            config = super().suggest(trial_id)
-            ot_trial = self._ot_trials.get(trial_id)
-            if config is not None and ot_trial is not None:
-                ot_trial.set_user_attr("tune_trial_id", trial_id)
-                config["optuna"] = {"study": self._study_name, "trial": ot_trial.number}
-            return config
-
-        def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-            ot_trial = self._ot_trials.get(trial_id)
-            if ot_trial is not None and MONITOR in result and "queries_used" not in result:
-                step = int(result.get("epoch", result["training_iteration"]))
-                reported = self._reported.setdefault(trial_id, set())
-                if step not in reported:
-                    reported.add(step)
-                    ot_trial.report(float(result[MONITOR]), step)
-
-        def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
-            ot_trial = self._ot_trials.get(trial_id)
-            if ot_trial is not None and result and trial_id not in self._completed_trials:
-                if MONITOR in result and "queries_used" not in result:  # stopped by ASHA: Tune skipped on_trial_result
-                    self.on_trial_result(trial_id, result)
-                kept = {k: float(v) for k, v in result.items() if k.startswith(KEPT_METRICS) and isinstance(v, (int, float))}
-                if kept:
-                    ot_trial.set_user_attr("metrics", kept)
-                if not error and "queries_used" in result and self.metric not in result:
-                    log.warning("trial %s finished without the objective %s: counted as failed", trial_id, self.metric)
-                    error, result = True, None
-            super().on_trial_complete(trial_id, result=result, error=error)
 
     o = plan.optimize
     if o.sampler.name == "tpe":
         sampler = optuna.samplers.TPESampler(n_startup_trials=o.sampler.n_startup_trials, seed=seed)
     else:
         sampler = optuna.samplers.RandomSampler(seed=seed)
-    p = o.pruner
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=p.startup_trials, n_warmup_steps=p.grace_period) if p.name == "median" else None
-    return StudySearch(plan.space, metric=objective, mode=o.mode, sampler=sampler, storage=storage, study_name=plan.study_name(budget), pruner=pruner)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=plan.study_name(budget),
+        direction=o.resolved_direction,
+        sampler=sampler,
+        pruner=optuna.pruners.NopPruner(),  # Tune's scheduler prunes; nothing asks the study's pruner
+        load_if_exists=True,
+    )
+    return study_search(plan, study, objective)
 
 
-def make_scheduler(plan: OptimizePlan, searcher: Any) -> Any:
-    """The Tune scheduler that prunes: ASHA on the per-epoch k-NN accuracy, the study's Optuna pruner (median), or
-    FIFO (none). ASHA's max_t is past the last epoch: the final report (epochs + 1) must come before its time limit."""
+def study_search(plan: OptimizePlan, study: Any, objective: str) -> Any:
+    """A `ray.tune.search.Searcher` that drives `study` through Optuna's ask/tell API (built here: Ray is imported late).
+
+    Each Tune trial is one `study.ask()` drawn by the plan's define-by-run space; its per-epoch k-NN accuracy becomes
+    the Optuna trial's intermediate value, its final metrics and Tune trial id user attributes, and `study.tell`
+    ends it: COMPLETE with the objective of the final report; FAIL when the trial errored or finished without the
+    objective; PRUNED when Tune's scheduler stopped it before its final report. The searcher sets no Tune metric:
+    Tune requires a searcher's metric in every result, and the objective comes with the final report only."""
+    from optuna.trial import TrialState
+    from ray.tune.search import Searcher
+
+    class StudySearch(Searcher):
+        def __init__(self) -> None:
+            super().__init__()
+            self.study = study
+            self.trials: dict[str, Any] = {}  # live Tune trial id -> Optuna trial
+            self.reported: dict[str, set[int]] = {}  # epochs already reported per live trial
+
+        def suggest(self, trial_id: str) -> dict[str, Any]:
+            trial = self.study.ask()
+            config = plan.space(trial)
+            trial.set_user_attr("tune_trial_id", trial_id)
+            self.trials[trial_id], self.reported[trial_id] = trial, set()
+            return config | {"optuna": {"study": self.study.study_name, "trial": trial.number}}
+
+        def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+            trial = self.trials.get(trial_id)
+            if trial is not None and MONITOR in result and "queries_used" not in result:
+                step = int(result.get("epoch", result["training_iteration"]))
+                if step not in self.reported[trial_id]:
+                    self.reported[trial_id].add(step)
+                    trial.report(float(result[MONITOR]), step)
+
+        def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+            if trial_id not in self.trials:  # not ours, or told already
+                return
+            result = result or {}
+            self.on_trial_result(trial_id, result)  # the result the scheduler stopped on, which Tune did not pass on
+            trial = self.trials.pop(trial_id)
+            del self.reported[trial_id]
+            kept = {k: float(v) for k, v in result.items() if k.startswith(KEPT_METRICS) and isinstance(v, (int, float))}
+            if kept:
+                trial.set_user_attr("metrics", kept)
+            if error:
+                self.study.tell(trial, state=TrialState.FAIL)
+            elif objective in result:
+                self.study.tell(trial, float(result[objective]))
+            elif "queries_used" in result:
+                log.warning("trial %s finished without the objective %s: counted as failed", trial_id, objective)
+                self.study.tell(trial, state=TrialState.FAIL)
+            else:
+                self.study.tell(trial, state=TrialState.PRUNED)
+
+        def save(self, checkpoint_path: str) -> None:
+            """Tune checkpoints its searcher with the experiment; the study itself is in its storage."""
+            Path(checkpoint_path).write_bytes(pickle.dumps(self.__dict__))
+
+        def restore(self, checkpoint_path: str) -> None:
+            self.__dict__.update(pickle.loads(Path(checkpoint_path).read_bytes()))
+
+    return StudySearch()
+
+
+def make_scheduler(plan: OptimizePlan) -> Any:
+    """The Tune scheduler that prunes on the per-epoch k-NN accuracy: ASHA, the median stopping rule, or FIFO (none).
+
+    Both count time in `training_iteration`: per-epoch report i is epoch i, the final report is epochs + 1 (so a
+    finished trial's final report never enters another's comparison at an epoch, and ASHA's max_t comes after it).
+    The median rule compares a trial from epoch `grace_period` on, once `startup_trials` other trials have reached
+    that epoch; it never pauses a trial to let waiting ones run (min_time_slice=inf): a trial keeps no checkpoint."""
     from ray import tune
 
     from sslsteal.attack import AttackSpec
@@ -108,16 +130,14 @@ def make_scheduler(plan: OptimizePlan, searcher: Any) -> Any:
     if pruner.name == "none":
         return tune.schedulers.FIFOScheduler()
     if pruner.name == "median":
-
-        class OptunaPruning(tune.schedulers.FIFOScheduler):
-            """Stops a trial when the study's Optuna pruner says so after a per-epoch result."""
-
-            def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
-                if MONITOR in result and "queries_used" not in result and searcher.should_prune(trial.trial_id, result):
-                    return tune.schedulers.TrialScheduler.STOP
-                return tune.schedulers.TrialScheduler.CONTINUE
-
-        return OptunaPruning()
+        return tune.schedulers.MedianStoppingRule(
+            time_attr="training_iteration",
+            metric=MONITOR,
+            mode="max",
+            grace_period=pruner.grace_period,
+            min_samples_required=pruner.startup_trials,
+            min_time_slice=math.inf,
+        )
     epochs = [int(e) for e in plan.sweep.values("attack", "epochs")] or [AttackSpec.model_fields["epochs"].default]
     return tune.schedulers.ASHAScheduler(
         time_attr="training_iteration",
@@ -127,25 +147,6 @@ def make_scheduler(plan: OptimizePlan, searcher: Any) -> Any:
         grace_period=pruner.grace_period,
         reduction_factor=pruner.reduction_factor,
     )
-
-
-@contextlib.contextmanager
-def lenient_metric_check() -> Iterator[None]:
-    """Let Tune accept per-epoch results without the searcher's objective (it comes with the final report only).
-
-    Tune checks every result for the searcher's and the scheduler's metric (TuneController._validate_result_metrics)
-    and offers only this environment switch, read at each check in the driver; it is set for the `fit` and restored.
-    """
-    key = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
-    previous = os.environ.get(key)
-    os.environ[key] = "1"
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = previous
 
 
 # --- studies in the Optuna storage --------------------------------------------------------------------------------
@@ -438,7 +439,7 @@ def run_optimize(
                     param_space=plan.param_space(budget),
                     tune_config=tune.TuneConfig(
                         search_alg=searcher,
-                        scheduler=make_scheduler(plan, searcher),
+                        scheduler=make_scheduler(plan),
                         num_samples=remaining,
                         max_concurrent_trials=spec.run.max_concurrent_trials,
                     ),
@@ -451,8 +452,7 @@ def run_optimize(
                     ),
                 )
                 try:
-                    with lenient_metric_check():
-                        results = tuner.fit()
+                    results = tuner.fit()
                 except BaseException:
                     tracker.finish(parent, "KILLED")
                     raise
@@ -479,7 +479,7 @@ def run_optimize(
 
 def mark_trial_runs(tracker: Any, parent: str, study: Any) -> None:
     """Tag each trial's MLflow child run with its Optuna trial number and state; a pruned trial's run ends KILLED
-    (the trial process, stopped by ASHA, may have ended it FAILED on its way out)."""
+    (the trial process, stopped by the scheduler, may have ended it FAILED on its way out)."""
     for t in study.get_trials(deepcopy=False):
         tune_id = t.user_attrs.get("tune_trial_id")
         run = tracker.find_child(parent, tune_id) if tune_id else None

@@ -52,13 +52,13 @@ class SamplerSpec(StrictModel):
 
 
 class PrunerSpec(StrictModel):
-    """Stopping hopeless trials early on the per-epoch k-NN accuracy `val.knn_acc`: Ray Tune's ASHA, or Optuna's
-    median pruner (a trial below the median of the finished trials at the same epoch stops)."""
+    """Stopping hopeless trials early on the per-epoch k-NN accuracy `val.knn_acc`: Ray Tune's ASHA, or its median
+    stopping rule (a trial whose best value is below the median of the other trials' running means at an epoch stops)."""
 
     name: Literal["asha", "median", "none"] = "asha"
     grace_period: int = Field(1, gt=0, description="epochs every trial runs before it may be stopped")
     reduction_factor: float = Field(2.0, gt=1, description="asha: each rung keeps the best 1/reduction_factor")
-    startup_trials: int = Field(5, ge=0, description="median: trials that must finish before any is stopped")
+    startup_trials: int = Field(5, ge=1, description="median: other trials that must have reached an epoch before a trial is compared there")
     monitor_images: int = Field(500, gt=0, description="evaluate.monitor_images when the sweep leaves it unset")
 
 
@@ -212,8 +212,8 @@ def _remove(tree: dict[str, Any], path: Path_) -> None:
 
 @dataclass(frozen=True)
 class StudySpace:
-    """The define-by-run search space handed to Ray Tune's `OptunaSearch`: draws the searched values that apply to
-    a trial (selectors first) and returns the fixed values that depend on them. Picklable (Tune saves its searcher)."""
+    """The define-by-run search space of every study: draws the searched values that apply to a trial (selectors
+    first) and adds the fixed values that depend on them. Picklable (Tune saves its searcher)."""
 
     spaces: tuple[tuple[Path_, SearchSpace], ...]
     selectors: dict[str, Any]
@@ -250,9 +250,13 @@ class StudySpace:
         return picked, constants
 
     def __call__(self, trial: Any) -> dict[str, Any]:
-        """Define-by-run: suggest on the Optuna trial, return the dependent fixed values under their `/` names."""
-        _, constants = self.walk(lambda path, space: suggest(trial, param_name(path), space))
-        return {param_name(path): value for path, value in constants.items()}
+        """Define-by-run on an Optuna trial (`study.ask()`): its drawn and dependent values as a nested configuration,
+        which Tune merges into the param_space of fixed values."""
+        picked, constants = self.walk(lambda path, space: suggest(trial, param_name(path), space))
+        out: dict[str, Any] = {}
+        for path, value in {**picked, **constants}.items():
+            _place(out, path, value)
+        return out
 
     def base(self, tree: dict[str, Any]) -> dict[str, Any]:
         """`tree` without the searched keys and attack.loss_params (each trial's values are merged into it)."""
