@@ -32,7 +32,7 @@ def _configs(plan: Any) -> list[dict[str, Any]]:
         raise SystemExit("use a sweep whose search spaces are all grids, so both runners do the same trials")
     paths = list(plan.spaces)
     combos = itertools.product(*(plan.spaces[p].candidates() for p in paths))
-    return [substitute(plan.tree, dict(zip(paths, combo))) for combo in combos] * plan.spec.run.num_samples
+    return [substitute(plan.tree, dict(zip(paths, combo, strict=True))) for combo in combos] * plan.spec.run.num_samples
 
 
 def bare_loop(plan: Any, cpus: int) -> float:
@@ -57,7 +57,7 @@ def bare_loop(plan: Any, cpus: int) -> float:
         references = get_references(victim, indices, data_root=root, progress=False)
         account = service.open_fresh_account(f"loop{i}", run.attack.queries, config["defense"])["account"]
         head = run.attack.method == "access_head"
-        steal_and_evaluate(run, victim, lambda x, a=account: torch.from_numpy(service.embed(x, a, head)), device, references=references)
+        steal_and_evaluate(run, victim, lambda x, a=account, h=head: torch.from_numpy(service.embed(x, a, h)), device, references=references)
         if run.evaluate.legit:
             downstream = run.evaluate.downstream or victim.spec.evaluate.downstream
             legit = service.open_fresh_account(f"loop{i}-legit", legit_queries(victim, downstream), config["defense"])["account"]

@@ -301,4 +301,3 @@ def steal(
     history = _train(params, modules, step, len(sent), spec.epochs, spec, epochs_desc, progress, report, "attacker.order")
     encoder.eval()
     return StolenModel(encoder, head, queries_used, history)
-

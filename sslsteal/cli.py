@@ -128,10 +128,10 @@ def _validate(args: argparse.Namespace) -> int:
     if rows and rows[0]:
         keys = list(rows[0])
         widths = [max(len(k), *(len(f"{r[k]:.3g}" if isinstance(r[k], float) else str(r[k])) for r in rows)) for k in keys]
-        print("  ".join(["#".rjust(3)] + [k.ljust(w) for k, w in zip(keys, widths)]))
+        print("  ".join(["#".rjust(3)] + [k.ljust(w) for k, w in zip(keys, widths, strict=True)]))
         for i, row in enumerate(rows, 1):
             cells = [f"{row[k]:.3g}" if isinstance(row[k], float) else str(row[k]) for k in keys]
-            print("  ".join([str(i).rjust(3)] + [c.ljust(w) for c, w in zip(cells, widths)]))
+            print("  ".join([str(i).rjust(3)] + [c.ljust(w) for c, w in zip(cells, widths, strict=True)]))
     return 0
 
 
@@ -200,7 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", help="victim config YAML, e.g. sweeps/victims/cifar10-cpu.yaml")
     train.add_argument("--data-root", help="folder with the datasets (default: $SSLSTEAL_DATA)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
-    train.add_argument("--reference", type=int, metavar="N", help="train reference encoder N (1, 2, ...) of this victim instead: its recipe, seed + N, no watermark")
+    train.add_argument(
+        "--reference", type=int, metavar="N", help="train reference encoder N (1, 2, ...) of this victim instead: its recipe, seed + N, no watermark"
+    )
     train.set_defaults(func=_victim_train)
 
     steal = sub.add_parser("steal", help="steal one encoder from a local victim and print a result table")
@@ -219,7 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--alpha", type=float, default=0.05, help="significance level of the verdict column")
     verify.add_argument("--seed", type=int, default=0)
     verify.add_argument(
-        "--references", nargs="+", type=int, default=[1, 2, 3], metavar="N", help="the victim's reference encoders that calibrate the tests (default: 1 2 3; trained when missing)"
+        "--references",
+        nargs="+",
+        type=int,
+        default=[1, 2, 3],
+        metavar="N",
+        help="the victim's reference encoders that calibrate the tests (default: 1 2 3; trained when missing)",
     )
     verify.add_argument("--data-root", help="folder with the datasets (default: $SSLSTEAL_DATA)")
     verify.add_argument("--output", metavar="FILE.json", help="also write the metrics as JSON")

@@ -49,7 +49,7 @@ def _join(loc: tuple[Any, ...], problem: str) -> str:
     parts = [str(p) for p in loc if not str(p)[:1].isupper()]
     if parts and problem.split(".", 1)[0].split(":", 1)[0] == parts[-1]:
         parts = parts[:-1]
-    return ".".join(parts + [problem])
+    return ".".join([*parts, problem])
 
 
 def by_kind(v: Any) -> str:

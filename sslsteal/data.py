@@ -331,7 +331,7 @@ def _read_cache(info: DatasetInfo, split: str) -> Arrays | None:
         return None
     images, labels = np.load(images_path), np.load(labels_path)
     if images.dtype != np.uint8 or images.shape[1:] != info.shape or labels.shape != (len(images),):
-        warnings.warn(f"ignoring stale cache {images_path}: shape {images.shape}, expected (N, *{info.shape})")
+        warnings.warn(f"ignoring stale cache {images_path}: shape {images.shape}, expected (N, *{info.shape})", stacklevel=2)
         return None
     return images, labels
 
@@ -343,7 +343,7 @@ def _write_cache(name: str, split: str, arrays: Arrays) -> None:
         for path, array in ((labels_path, arrays[1]), (images_path, arrays[0])):
             atomic_write(path, lambda f, array=array: np.save(f, array))
     except OSError as exc:
-        warnings.warn(f"could not cache {name}:{split} under {images_path.parent}: {exc}")
+        warnings.warn(f"could not cache {name}:{split} under {images_path.parent}: {exc}", stacklevel=2)
 
 
 def _normalise(info: DatasetInfo, split: str, images: Any, labels: Any) -> Arrays:
@@ -357,8 +357,7 @@ def _normalise(info: DatasetInfo, split: str, images: Any, labels: Any) -> Array
         images = images.transpose(0, 3, 1, 2)
     if images.dtype != np.uint8 or images.shape[1:] != info.shape or len(images) != len(labels):
         raise ValueError(
-            f"{info.name}:{split} loader returned {images.dtype} images {images.shape} and {len(labels)} labels; "
-            f"expected uint8 (N, {c}, {h}, {w}) and N labels"
+            f"{info.name}:{split} loader returned {images.dtype} images {images.shape} and {len(labels)} labels; expected uint8 (N, {c}, {h}, {w}) and N labels"
         )
     return np.ascontiguousarray(images), labels
 
@@ -417,7 +416,7 @@ def _search_roots(name: str, split: str, roots: list[Path], folder: str, make: M
             try:
                 return _torchvision_arrays(make(root, False))
             except RuntimeError as exc:  # torchvision's "not found or corrupted"
-                warnings.warn(f"{name}:{split}: skipping {root / folder}: {_one_line(str(exc))}")
+                warnings.warn(f"{name}:{split}: skipping {root / folder}: {_one_line(str(exc))}", stacklevel=2)
         parquet = root / name / f"{split}.parquet"
         if parquet.is_file():
             return _decode_parquet(parquet, DATASETS[name].shape)
@@ -444,51 +443,62 @@ def _load_torchvision(name: str, split: str, roots: list[Path], folder: str, mak
 
 
 @register_dataset(
-    "cifar10", splits={"train": 50_000, "test": 10_000}, num_classes=10, shape=(3, 32, 32),
+    "cifar10",
+    splits={"train": 50_000, "test": 10_000},
+    num_classes=10,
+    shape=(3, 32, 32),
     description="CIFAR-10: 50k/10k 32x32 colour photos, 10 classes (torchvision files or Parquet)",
 )
 def _cifar10(split: str, roots: list[Path], cache: Path) -> Arrays:
     from torchvision.datasets import CIFAR10
 
-    return _load_torchvision("cifar10", split, roots, CIFAR10.base_folder,
-                             lambda root, download: CIFAR10(root, train=split == "train", download=download))
+    return _load_torchvision("cifar10", split, roots, CIFAR10.base_folder, lambda root, download: CIFAR10(root, train=split == "train", download=download))
 
 
 @register_dataset(
-    "cifar100", splits={"train": 50_000, "test": 10_000}, num_classes=100, shape=(3, 32, 32),
+    "cifar100",
+    splits={"train": 50_000, "test": 10_000},
+    num_classes=100,
+    shape=(3, 32, 32),
     description="CIFAR-100: 50k/10k 32x32 colour photos, 100 fine classes",
 )
 def _cifar100(split: str, roots: list[Path], cache: Path) -> Arrays:
     from torchvision.datasets import CIFAR100
 
-    return _load_torchvision("cifar100", split, roots, CIFAR100.base_folder,
-                             lambda root, download: CIFAR100(root, train=split == "train", download=download))
+    return _load_torchvision("cifar100", split, roots, CIFAR100.base_folder, lambda root, download: CIFAR100(root, train=split == "train", download=download))
 
 
 @register_dataset(
-    "svhn", splits={"train": 73_257, "test": 26_032}, num_classes=10, shape=(3, 32, 32),
+    "svhn",
+    splits={"train": 73_257, "test": 26_032},
+    num_classes=10,
+    shape=(3, 32, 32),
     description="SVHN: 73k/26k 32x32 house-number digits, 10 classes (digit 0 is label 0)",
 )
 def _svhn(split: str, roots: list[Path], cache: Path) -> Arrays:
     from torchvision.datasets import SVHN
 
-    return _load_torchvision("svhn", split, roots, f"{split}_32x32.mat",
-                             lambda root, download: SVHN(root, split=split, download=download))
+    return _load_torchvision("svhn", split, roots, f"{split}_32x32.mat", lambda root, download: SVHN(root, split=split, download=download))
 
 
 @register_dataset(
-    "stl10", splits={"train": 5_000, "test": 8_000, "unlabeled": 100_000}, num_classes=10, shape=(3, 96, 96),
+    "stl10",
+    splits={"train": 5_000, "test": 8_000, "unlabeled": 100_000},
+    num_classes=10,
+    shape=(3, 96, 96),
     description="STL-10: 5k/8k labelled and 100k unlabeled (label -1) 96x96 colour photos, 10 classes",
 )
 def _stl10(split: str, roots: list[Path], cache: Path) -> Arrays:
     from torchvision.datasets import STL10
 
-    return _load_torchvision("stl10", split, roots, STL10.base_folder,
-                             lambda root, download: STL10(root, split=split, download=download))
+    return _load_torchvision("stl10", split, roots, STL10.base_folder, lambda root, download: STL10(root, split=split, download=download))
 
 
 @register_dataset(
-    "fashion_mnist", splits={"train": 60_000, "test": 10_000}, num_classes=10, shape=(1, 28, 28),
+    "fashion_mnist",
+    splits={"train": 60_000, "test": 10_000},
+    num_classes=10,
+    shape=(1, 28, 28),
     description="Fashion-MNIST: 60k/10k 28x28 grey clothing images, 10 classes (torchvision files or Debian package)",
 )
 def _fashion_mnist(split: str, roots: list[Path], cache: Path) -> Arrays:
@@ -517,13 +527,15 @@ def _unpack_gz(source: Path, target: Path) -> None:
                 atomic_write(out, lambda dst, src=src: shutil.copyfileobj(src, dst))
 
 
-
-
 SYNTHETIC_SIZES = {"train": 2000, "test": 500}
 
 
 @register_dataset(
-    "synthetic", splits=SYNTHETIC_SIZES, num_classes=10, shape=(3, 32, 32), cache=False,
+    "synthetic",
+    splits=SYNTHETIC_SIZES,
+    num_classes=10,
+    shape=(3, 32, 32),
+    cache=False,
     description="Generated in milliseconds for tests: per-class colour and stripe orientation, plus noise (2000/500)",
 )
 def _synthetic(split: str, roots: list[Path], cache: Path) -> Arrays:

@@ -321,7 +321,7 @@ def table_rows(rows: list[StudySummary], plan: OptimizePlan, first: str) -> tupl
         params = ", ".join(f"{_short(k)}={_fmt(v)}" for k, v in sorted(r.best_params.items()))
         line = [str(r.budget), r.best_loss or "—", _fmt(r.best_value), _fmt(r.metrics.get(f"acc.{first}")), _fmt(r.metrics.get(f"victim_acc.{first}"))]
         line += [_fmt(r.metrics.get(f"acc_ratio.{first}")), params or "—"] + [_fmt(r.per_loss.get(loss)) for loss in losses]
-        cells.append(line + [f"{r.complete}/{r.pruned}/{r.failed}"])
+        cells.append([*line, f"{r.complete}/{r.pruned}/{r.failed}"])
     return header, cells
 
 

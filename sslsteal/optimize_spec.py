@@ -67,9 +67,12 @@ class OptimizeSpec(StrictModel):
 
     budgets: list[int] = Field(..., min_length=1, description="attack.queries of each study")
     objective: str = Field(
-        "val_acc", description="val_acc (= val_acc.<first downstream dataset>: a validation split of its train split), val_acc.<ds>, fidelity.cosine, fidelity.l2"
+        "val_acc",
+        description="val_acc (= val_acc.<first downstream dataset>: a validation split of its train split), val_acc.<ds>, fidelity.cosine, fidelity.l2",
     )
-    val_images: int = Field(2000, gt=0, description="evaluate.val_images when the sweep leaves it unset: downstream train images held out to score the val_acc objective")
+    val_images: int = Field(
+        2000, gt=0, description="evaluate.val_images when the sweep leaves it unset: downstream train images held out to score the val_acc objective"
+    )
     direction: Literal["maximize", "minimize"] | None = Field(None, description="maximize, except minimize for fidelity.l2, when null")
     trials_per_budget: int = Field(8, gt=0, description="finished (complete or pruned) trials each study should hold")
     cover: list[str] = Field(default_factory=list, description="searched choice keys whose every value (combination) is tried first")
@@ -346,7 +349,7 @@ def check_conditional(tree: dict[str, Any], spaces: Mapping[Path_, SearchSpace],
     for path, space in axes.items():
         context = firsts
         if path != QUERIES and not space_.applies(path, firsts):
-            combos = (dict(zip(selector_axes, combo)) for combo in itertools.product(*(axes[p].candidates() for p in selector_axes)))
+            combos = (dict(zip(selector_axes, combo, strict=True)) for combo in itertools.product(*(axes[p].candidates() for p in selector_axes)))
             context = next(({**firsts, **combo} for combo in combos if space_.applies(path, {**firsts, **combo})), None)
             if context is None:
                 out.append(_never_used(path, space_, axes))
@@ -481,8 +484,8 @@ def cover_points(plan: OptimizePlan) -> list[dict[str, Any]]:
     extra = {tuple(key.split(".")): value for key, value in o.cover_values.items()}
     points = []
     for combo in itertools.product(*(spaces[p].args for p in paths)) if paths else []:
-        fixed = dict(zip(paths, combo)) | extra
-        picked, _ = plan.space.walk(lambda path, space: fixed[path] if path in fixed else space.candidates()[0])
+        fixed = dict(zip(paths, combo, strict=True)) | extra
+        picked, _ = plan.space.walk(lambda path, space, fixed=fixed: fixed[path] if path in fixed else space.candidates()[0])
         points.append({param_name(p): v for p, v in fixed.items() if p in picked})
     return points
 

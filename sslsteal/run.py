@@ -32,13 +32,21 @@ class EvaluateSpec(StrictModel):
     downstream: list[str] | None = Field(None, description="linear-evaluation datasets; the victim's when null")
     fidelity_data: str | None = Field(None, description="held-out images for fidelity (outside the query pool); the other split of query_data when null")
     fidelity_images: int = Field(2000, gt=0)
-    val_images: int = Field(0, ge=0, description="downstream train images (outside the query pool) held out to score val_acc.<ds>, the objective a search optimises; 0 = off")
+    val_images: int = Field(
+        0, ge=0, description="downstream train images (outside the query pool) held out to score val_acc.<ds>, the objective a search optimises; 0 = off"
+    )
     ownership: list[str] = Field(default_factory=list, description="ownership tests to run on the stolen encoder (docs/ownership.md)")
-    ownership_images: int = Field(1000, ge=4, description="private (victim train) and public (victim test, outside the query pool) images each ownership test sees")
-    references: int = Field(3, ge=3, description="independently trained references (1..N of the victim) that calibrate the ownership tests; each trains once, like the victim")
+    ownership_images: int = Field(
+        1000, ge=4, description="private (victim train) and public (victim test, outside the query pool) images each ownership test sees"
+    )
+    references: int = Field(
+        3, ge=3, description="independently trained references (1..N of the victim) that calibrate the ownership tests; each trains once, like the victim"
+    )
     legit: bool = Field(False, description="also measure legit_acc: a legitimate user's accuracy through the same defense")
     save_encoder: bool = Field(False, description="sweeps: also log the stolen encoder (a `steal --save-encoder` file) as an MLflow artifact")
-    monitor_images: int = Field(0, ge=0, description="downstream train-split images for a per-epoch k-NN accuracy (val.knn_acc, with half as many scored), for pruning; 0 = off")
+    monitor_images: int = Field(
+        0, ge=0, description="downstream train-split images for a per-epoch k-NN accuracy (val.knn_acc, with half as many scored), for pruning; 0 = off"
+    )
 
     @field_validator("downstream")
     @classmethod
@@ -124,9 +132,7 @@ def scored_images(spec: str, pool: DataRef | None, n: int, role: str, root: str 
     return data.load(spec, root=root).without(pool).at_most(n, derive_seed(0, role)).to_shape(3, 32)
 
 
-def evaluate_stolen(
-    stolen: StolenModel, victim: Victim, spec: RunSpec, device: torch.device, baselines: Mapping[str, float] | None = None
-) -> dict[str, float]:
+def evaluate_stolen(stolen: StolenModel, victim: Victim, spec: RunSpec, device: torch.device, baselines: Mapping[str, float] | None = None) -> dict[str, float]:
     """Downstream accuracy with its Wilson interval, ratio and gain over the random floor per dataset, plus fidelity,
     all on images outside the query pool (checked against the images actually queried).
 

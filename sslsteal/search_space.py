@@ -134,7 +134,7 @@ def preview(spaces: dict[Path_, SearchSpace], num_samples: int = 1, limit: int =
     rows: list[dict[str, Any]] = []
     for _ in range(num_samples):
         for combo in itertools.product(*(s.args for s in grid.values())):
-            row = {".".join(p): v for p, v in zip(grid, combo)}
+            row = {".".join(p): v for p, v in zip(grid, combo, strict=True)}
             row.update({".".join(p): s.sample(rng) for p, s in spaces.items() if s.kind != "grid"})
             rows.append(row)
             if len(rows) >= limit:

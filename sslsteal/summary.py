@@ -95,10 +95,16 @@ def summary_table(groups: list[ConfigSummary], dataset: str) -> str:
     rows = []
     for g in groups:
         rows.append(
-            [g.label, str(len(g.runs)), _cell(g.aggregate(f"acc.{dataset}"), 2), _cell(g.aggregate(f"gain_recovered.{dataset}"), 3), _cell(g.aggregate("fidelity.cosine"), 3)]
+            [
+                g.label,
+                str(len(g.runs)),
+                _cell(g.aggregate(f"acc.{dataset}"), 2),
+                _cell(g.aggregate(f"gain_recovered.{dataset}"), 3),
+                _cell(g.aggregate("fidelity.cosine"), 3),
+            ]
             + [_ownership_cell(g.runs, t) for t in tests]
         )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [header, *rows]]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
     note = "mean [95% t-interval over seeds]; one seed: Wilson interval of the accuracy on the scored test images"
     return "\n".join([*lines, note])

@@ -50,7 +50,11 @@ def resolved_params(spec: Any, defense: dict[str, Any]) -> dict[str, str]:
     from sslsteal.victim.defenses import build_defense
 
     options = build_defense(defense).params.model_dump(mode="json")
-    tree = {"attack": spec.attack.model_dump(mode="json"), "evaluate": spec.evaluate.model_dump(mode="json"), "defense": {"name": defense.get("name", "none"), **options}}
+    tree = {
+        "attack": spec.attack.model_dump(mode="json"),
+        "evaluate": spec.evaluate.model_dump(mode="json"),
+        "defense": {"name": defense.get("name", "none"), **options},
+    }
     return flatten(tree)
 
 

@@ -82,7 +82,7 @@ class SweepPlan:
                 if len(at) == len(path):
                     out.append(value)
                 elif isinstance(value, dict) and path[len(at)] in value:
-                    out += walk(value[path[len(at)]], at + (path[len(at)],))
+                    out += walk(value[path[len(at)]], (*at, path[len(at)]))
             return out
 
         return walk(self.tree, ())

@@ -106,10 +106,7 @@ class Tracker:
         """A RUNNING parent run (a sweep or study); with `key`, the existing parent of that key is reused (resume)."""
         experiment_id = self.experiment(experiment)
         identity = {KIND: kind, SWEEP: experiment} | ({PARENT_KEY: key} if key is not None else {})
-        if key is None:
-            run = self.client.create_run(experiment_id, tags=dict(identity), run_name=name)
-        else:
-            run = self._find_or_create(experiment_id, identity, name)
+        run = self.client.create_run(experiment_id, tags=dict(identity), run_name=name) if key is None else self._find_or_create(experiment_id, identity, name)
         self._resume(run, name, params, tags)
         return run.info.run_id
 

@@ -1,7 +1,7 @@
 """Test helper: a real `mlflow server` on loopback (SQLite backend, proxied artifacts), so tests log over HTTP.
 
-Use the fixture from a test module with `from mlflow_server import mlflow_uri  # noqa: F401`
-(tests/ is on sys.path because it holds conftest.py), or start one with `with mlflow_server(tmp) as uri:`.
+conftest.py loads this module as a plugin, so every test can ask for the `mlflow_uri` fixture (one server per
+session); or start one with `with mlflow_server(tmp) as uri:`.
 """
 
 from __future__ import annotations
@@ -81,6 +81,6 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture(scope="session")
 def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The http:// URI of an mlflow server shared by the tests of a module (one per importing module)."""
+    """The http:// URI of the mlflow server shared by every test of the session."""
     with mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as uri:
         yield uri

@@ -91,7 +91,6 @@ def test_bad_override(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert "attack.queries: Input should be greater than 0" in capsys.readouterr().err
 
 
-
 def test_victim_train_reference_trains_reference_n(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`victim train CONFIG --reference 2` trains the victim's recipe with seed + 2 and no watermark, then finds it cached."""
     from conftest import tiny_victim_spec

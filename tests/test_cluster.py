@@ -12,7 +12,6 @@ import pytest
 import ray
 import yaml
 from conftest import REPO
-from mlflow_server import mlflow_uri  # noqa: F401  (fixture)
 from ray.cluster_utils import Cluster
 
 from sslsteal.sweep import run_sweep
@@ -33,7 +32,7 @@ def cluster() -> Cluster:
     cluster.shutdown()
 
 
-def test_victim_on_the_gpu_node_trials_logged_over_http(cluster: Cluster, cifar_root: Path, tmp_path: Path, mlflow_uri: str) -> None:  # noqa: F811
+def test_victim_on_the_gpu_node_trials_logged_over_http(cluster: Cluster, cifar_root: Path, tmp_path: Path, mlflow_uri: str) -> None:
     victim = yaml.safe_load((REPO / "sweeps" / "victims" / "tiny.yaml").read_text())
     victim.update({"name": "tiny-cluster", "train_images": 1024, "epochs": 1})  # not cached anywhere: trained on the cluster now
     sweep = {

@@ -59,8 +59,7 @@ def write_parquet(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
         Image.fromarray(image.transpose(1, 2, 0)).save(buffer, format="PNG")
         blobs.append(buffer.getvalue())
     path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.table({"image": pa.array(blobs, pa.binary()), "label": pa.array(labels, pa.int64()),
-                      "path": [f"img/{i}.png" for i in range(len(labels))]})
+    table = pa.table({"image": pa.array(blobs, pa.binary()), "label": pa.array(labels, pa.int64()), "path": [f"img/{i}.png" for i in range(len(labels))]})
     pq.write_table(table, path)
 
 
@@ -124,7 +123,8 @@ def test_register_dataset_normalises_nhwc_and_caches(monkeypatch: pytest.MonkeyP
 def test_loader_with_wrong_shape_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(data, "DATASETS", dict(DATASETS))
     register_dataset("bad", splits={"train": 2}, num_classes=2, shape=(3, 8, 8), description="bad")(
-        lambda split, roots, cache: (random_images(2, (3, 9, 9)), np.zeros(2)))
+        lambda split, roots, cache: (random_images(2, (3, 9, 9)), np.zeros(2))
+    )
     with pytest.raises(ValueError, match=r"bad:train loader returned uint8 images \(2, 3, 9, 9\)"):
         load("bad")
 
@@ -330,8 +330,7 @@ def test_fashion_mnist_from_debian_files(isolated: Path, monkeypatch: pytest.Mon
     assert np.array_equal(load("fashion_mnist").images.numpy()[:, 0], train)
 
 
-@pytest.mark.skipif(not data.DEBIAN_FASHION_MNIST.is_dir(),
-                    reason="Debian package dataset-fashion-mnist not installed (apt-get install dataset-fashion-mnist)")
+@pytest.mark.skipif(not data.DEBIAN_FASHION_MNIST.is_dir(), reason="Debian package dataset-fashion-mnist not installed (apt-get install dataset-fashion-mnist)")
 def test_real_fashion_mnist_test_split() -> None:
     loaded = load("fashion_mnist:test")
     assert loaded.images.shape == (10000, 1, 28, 28) and torch.bincount(loaded.labels).tolist() == [1000] * 10

@@ -44,6 +44,7 @@ def run(defense: Defense, x: torch.Tensor, account: str = "a", state: dict | Non
 
 # ---------------------------------------------------------------- every defense
 
+
 @pytest.mark.parametrize("name", sorted(DEFENSES))
 def test_every_defense_keeps_shape_is_finite_and_pickles(name: str) -> None:
     defense = build_defense({"name": name}, seed=3)
@@ -70,6 +71,7 @@ def test_none_is_identity() -> None:
 
 # ---------------------------------------------------------------- noise
 
+
 @pytest.mark.parametrize(("mean", "sigma"), [(0.0, 1.0), (10.0, 3.0)])
 def test_noise_matches_mean_and_sigma(mean: float, sigma: float) -> None:
     x = distinct(200, 100)
@@ -90,6 +92,7 @@ def test_noise_sigma_zero_is_identity_and_noise_replays_after_restart() -> None:
 
 
 # ---------------------------------------------------------------- similarity
+
 
 @pytest.mark.parametrize("config", [{"metric": "cosine", "threshold": 0.9}, {"metric": "l2", "threshold": 1.0}])
 def test_similarity_flags_repeated_views_and_answers_noise(config: dict) -> None:
@@ -151,6 +154,7 @@ def test_similarity_uses_the_configured_space_and_paper_thresholds() -> None:
 
 # ---------------------------------------------------------------- round / topk
 
+
 def test_round_exact() -> None:
     x = torch.tensor([[0.123, -1.76, 2.05]])
     answers, _, _ = run(build_defense({"name": "round"}), x)
@@ -168,6 +172,7 @@ def test_topk_keeps_largest_magnitudes() -> None:
 
 # ---------------------------------------------------------------- pow
 
+
 def test_pow_bits_follow_the_flag_rate() -> None:
     defense = build_defense({"name": "pow", "threshold": 0.9})
     x = distinct(10)
@@ -184,6 +189,7 @@ def test_pow_bits_follow_the_flag_rate() -> None:
 
 
 # ---------------------------------------------------------------- b4b
+
 
 def test_b4b_coverage_and_noise_grow_as_queries_spread() -> None:
     defense = build_defense({"name": "b4b", "n_planes": 6, "transform": False})
@@ -229,6 +235,7 @@ def test_b4b_secret_transform_per_account_stable_and_invertible() -> None:
 
 # ---------------------------------------------------------------- build errors
 
+
 @pytest.mark.parametrize(
     ("config", "line"),
     [
@@ -248,6 +255,7 @@ def test_build_defense_errors_name_the_key(config: dict, line: str) -> None:
 
 
 # ---------------------------------------------------------------- detection rates
+
 
 def test_detection_rates_separate_legit_from_attacker() -> None:
     defense = build_defense({"name": "similarity", "threshold": 0.9})

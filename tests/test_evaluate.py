@@ -100,9 +100,9 @@ def test_knn_accuracy_against_a_hand_count() -> None:
     # Features are the images' first pixel values: class 0 near (1, 0), class 1 near (0, 1).
     train = torch.tensor([[1.0, 0.1], [0.9, 0.0], [1.0, 0.2], [0.1, 1.0], [0.0, 0.9]]).view(5, 2, 1, 1)
     test = torch.tensor([[0.8, 0.1], [0.2, 1.0], [1.0, 0.9]]).view(3, 2, 1, 1)
-    as_set = lambda x, y: ImageSet("toy", x.to(torch.uint8), torch.tensor(y), 2)  # noqa: E731
+    as_set = lambda x, y: ImageSet("toy", x.to(torch.uint8), torch.tensor(y), 2)
     task = ProbeData("toy", as_set(train * 100, [0, 0, 0, 1, 1]), as_set(test * 100, [0, 1, 1]))
-    encoder = lambda x: x.flatten(1)  # noqa: E731
+    encoder = lambda x: x.flatten(1)
     # k=1 by cosine: the first two are right; (1, 0.9) is nearest to (1, 0.2) (cos 0.860 vs 0.740 for (0.1, 1)),
     # a class-0 neighbour, so it is wrong.
     assert knn_accuracy(encoder, task, k=1) == pytest.approx(100 * 2 / 3)

@@ -53,7 +53,7 @@ def unit(x: list[float]) -> list[float]:
 
 
 def dot(a: list[float], b: list[float]) -> float:
-    return sum(x * y for x, y in zip(a, b))
+    return sum(x * y for x, y in zip(a, b, strict=True))
 
 
 def log_softmax_at(logits: list[float], index: int) -> float:
@@ -65,11 +65,11 @@ def log_softmax_at(logits: list[float], index: int) -> float:
 
 
 def ref_mse(s, v):
-    return sum((a - b) ** 2 for rs, rv in zip(s, v) for a, b in zip(rs, rv)) / (len(s) * len(s[0]))
+    return sum((a - b) ** 2 for rs, rv in zip(s, v, strict=True) for a, b in zip(rs, rv, strict=True)) / (len(s) * len(s[0]))
 
 
 def ref_cosine(s, v):
-    return 1 - sum(dot(unit(a), unit(b)) for a, b in zip(s, v)) / len(s)
+    return 1 - sum(dot(unit(a), unit(b)) for a, b in zip(s, v, strict=True)) / len(s)
 
 
 def ref_infonce(s, v, temperature=0.07):
@@ -92,7 +92,7 @@ def ref_infonce_cross(s, v, temperature=0.1):
 
 
 def sq_dist(a, b):
-    return sum((x - y) ** 2 for x, y in zip(a, b))
+    return sum((x - y) ** 2 for x, y in zip(a, b, strict=True))
 
 
 def ref_spread(v):
@@ -120,7 +120,7 @@ def ref_wasserstein(s, v, softmax=False):
         return [a / sum(w) for a in w]
 
     total = 0.0
-    for rs, rv in zip(s, v):
+    for rs, rv in zip(s, v, strict=True):
         ps, pv = dist(rs), dist(rv)
         total += sum(abs(sum(ps[: d + 1]) - sum(pv[: d + 1])) for d in range(len(ps)))
     return total / len(s)
@@ -131,7 +131,7 @@ def ref_sliced_wasserstein(s, v, projections):
     total = 0.0
     for u in dirs:
         ps, pv = sorted(dot(r, u) for r in s), sorted(dot(r, u) for r in v)
-        total += sum((a - b) ** 2 for a, b in zip(ps, pv)) / len(s)
+        total += sum((a - b) ** 2 for a, b in zip(ps, pv, strict=True)) / len(s)
     return total / len(dirs)
 
 
@@ -182,7 +182,7 @@ def ref_simsiam(module: SimSiamLoss, s, v):
         return np.maximum(h, 0) @ w2.T + b2
 
     def neg_cos(p, z):
-        return -sum(dot(unit(list(a)), unit(list(b))) for a, b in zip(p, z)) / len(z)
+        return -sum(dot(unit(list(a)), unit(list(b))) for a, b in zip(p, z, strict=True)) / len(z)
 
     return 0.5 * neg_cos(predict(s), v) + 0.5 * neg_cos(predict(v), s)
 

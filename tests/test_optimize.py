@@ -5,6 +5,7 @@ a real MLflow server and an Optuna SQLite storage, run twice to show the studies
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 import subprocess
 import sys
@@ -15,7 +16,6 @@ import optuna
 import pytest
 import yaml
 from conftest import REPO
-from mlflow_server import mlflow_uri  # noqa: F401  (fixture)
 
 from sslsteal.cli import main
 from sslsteal.config import ConfigError
@@ -55,7 +55,7 @@ def test_the_cpu_file_plans_four_studies_over_the_losses() -> None:
     plan = plan_optimize(CPU_FILE)
     o = plan.optimize
     assert o.budgets == [500, 1000, 5000, 9000] and o.objective == "val_acc" and o.resolved_direction == "maximize"
-    assert [plan.study_name(b) for b in o.budgets][0] == "cpu-best-loss-per-budget-q500"
+    assert plan.study_name(o.budgets[0]) == "cpu-best-loss-per-budget-q500"
     assert set(plan.losses()) >= {"mse", "infonce", "softnn"}
     assert len(cover_points(plan)) == len(plan.losses()) <= o.trials_per_budget
     assert plan.param_space(9000)["attack"]["queries"] == 9000 and "loss" not in plan.param_space(9000)["attack"]
@@ -124,7 +124,7 @@ def test_conditional_values_validate_only_where_they_apply(tmp_path: Path) -> No
     data["attack"]["loss_params"] = {"temperature": 0.2}
     plan = plan_optimize(_write(tmp_path, data))
     assert plan.space.loss_params == {"temperature": 0.2}
-    with pytest.raises(ConfigError, match="attack.views: never used"):
+    with pytest.raises(ConfigError, match=r"attack\.views: never used"):
         data["attack"]["strategy"] = "once"
         data["attack"]["method"] = "direct"
         plan_optimize(_write(tmp_path, data))
@@ -192,7 +192,7 @@ def test_a_second_invocation_loads_the_same_study_and_refuses_a_changed_sweep(tm
     with pytest.raises(ConfigError, match="different victim"):
         prepare_study(plan, again, 200, "victim-b")
     changed = plan_optimize(_write(tmp_path, _sweep(storage=url)), ["attack.lr={loguniform: [1.0e-3, 1.0e-2]}"])
-    with pytest.raises(ConfigError, match="study opt-q200 .* different fingerprint"):
+    with pytest.raises(ConfigError, match=r"study opt-q200 .* different fingerprint"):
         load_studies(changed, storage)
 
 
@@ -299,11 +299,11 @@ def test_tune_runs_optuna_trials_concurrently_and_prunes(tmp_path: Path) -> None
 
 def _overlap(runs: list[Any]) -> bool:
     spans = sorted((r.info.start_time, r.info.end_time) for r in runs)
-    return any(b[0] < a[1] for a, b in zip(spans, spans[1:]))
+    return any(b[0] < a[1] for a, b in itertools.pairwise(spans))
 
 
 @pytest.mark.slow
-def test_optimize_end_to_end_and_resume(cifar_root: Path, tmp_path: Path, mlflow_uri: str) -> None:  # noqa: F811
+def test_optimize_end_to_end_and_resume(cifar_root: Path, tmp_path: Path, mlflow_uri: str) -> None:
     import ray
 
     from sslsteal.tracking import Tracker

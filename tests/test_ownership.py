@@ -95,7 +95,7 @@ class Fixed:
 
 def fixed_test(victim_control: bool = False, stolen_if: str = "greater") -> OwnershipTest:
     def score(evidence: Evidence, encoder: object) -> Score:
-        fixed = encoder if isinstance(encoder, Fixed) else getattr(encoder, "fixed")  # the victim's encoder carries one
+        fixed = encoder if isinstance(encoder, Fixed) else encoder.fixed  # the victim's encoder carries one
         return Score(fixed.value, {"value": fixed.value}, fixed.chance_p)
 
     return OwnershipTest("fixed", score, stolen_if, victim_control)  # type: ignore[arg-type]
@@ -183,9 +183,9 @@ def test_registry_and_unknown_names(victim: Victim, synthetic: torch.Tensor) -> 
 
 
 def test_evidence_rejects_bad_input(victim: Victim) -> None:
-    with pytest.raises(ValueError, match="evidence.public"):
+    with pytest.raises(ValueError, match=r"evidence\.public"):
         Evidence(victim, victim.encoder, [], torch.zeros(8, 3, 32, 32), torch.zeros(8, 3072))
-    with pytest.raises(ValueError, match="evidence.alpha"):
+    with pytest.raises(ValueError, match=r"evidence\.alpha"):
         Evidence(victim, victim.encoder, [], torch.zeros(8, 3, 32, 32), torch.zeros(8, 3, 32, 32), alpha=0.0)
 
 
@@ -269,10 +269,10 @@ def test_distance_is_the_mean_distance_of_normalised_representations(victim: Vic
 
 
 def test_scores_in_the_victims_space_refuse_other_widths(victim: Victim, synthetic: torch.Tensor) -> None:
-    narrow = lambda x: victim.encoder(x)[:, :64]  # noqa: E731
+    narrow = lambda x: victim.encoder(x)[:, :64]
     ev = evidence(victim, narrow, [], synthetic[:8])
     for name in ("distance", "dataset_inference", "dataset_inference_gmm"):
-        with pytest.raises(ValueError, match="representations in the victim's space.*64 dimensions, the victim 256"):
+        with pytest.raises(ValueError, match=r"representations in the victim's space.*64 dimensions, the victim 256"):
             score(name, ev, narrow)
 
 
@@ -282,7 +282,7 @@ def test_noise_ball_is_scale_free_and_calmer_for_a_smoothed_encoder(victim: Vict
     ev = evidence(victim, victim.encoder, [], images)
     own = score("noise_ball", ev, victim.encoder).value
     assert own > 0 and score("noise_ball", ev, lambda x: 5.0 * victim.encoder(x)).value == pytest.approx(own, rel=1e-4)
-    blurred = lambda x: victim.encoder(F.avg_pool2d(x, 5, stride=1, padding=2))  # noqa: E731
+    blurred = lambda x: victim.encoder(F.avg_pool2d(x, 5, stride=1, padding=2))
     assert score("noise_ball", ev, blurred).value < own
     with pytest.raises(ValueError, match="at least 2 noisy copies"):
         OWNERSHIP_TESTS["noise_ball"].score(ev, victim.encoder, copies=1)  # type: ignore[call-arg]

@@ -108,7 +108,9 @@ def test_every_scored_set_is_disjoint_from_the_queries(monkeypatch: pytest.Monke
         real(role, scored, queried, **kwargs)
 
     monkeypatch.setattr(protocol, "check_disjoint", spy)
-    victim_spec = VictimSpec.model_validate(tiny_victim_spec(data="synthetic:train", evaluate={"downstream": ["synthetic"], "train_images": 500, "test_images": 200}))
+    victim_spec = VictimSpec.model_validate(
+        tiny_victim_spec(data="synthetic:train", evaluate={"downstream": ["synthetic"], "train_images": 500, "test_images": 200})
+    )
     victim = build_victim(victim_spec).eval()
     spec = parse(
         RunSpec,

@@ -95,7 +95,7 @@ def test_each_account_can_have_its_own_defense(checkpoint: str, tmp_path: Path) 
     clean, noisy = service.embed(x, "clean"), service.embed(x, "noisy")
     assert np.allclose(noisy, clean + 10.0, atol=1e-4)
     assert service.stats("noisy")["defense"] == "noise" and service.stats("clean")["defense"] == "none"
-    with pytest.raises(InvalidQuery, match="defense.sigma"):
+    with pytest.raises(InvalidQuery, match=r"defense\.sigma"):
         service.open_account("bad", defense={"name": "noise", "sigma": -1})
     restarted = VictimService(checkpoint, {"state_dir": str(tmp_path)})  # what Ray's restart does
     assert np.allclose(restarted.embed(x, "noisy"), clean + 10.0, atol=1e-4)
@@ -142,7 +142,6 @@ def test_two_trials_query_one_actor_concurrently(ray_local, checkpoint: str) -> 
         import numpy
         import torch as th
 
-
         handle = ray.get_actor("shared")
         query = RemoteQuery(handle, account)
         rng = numpy.random.default_rng(seed)
@@ -183,7 +182,7 @@ def test_actor_survives_malformed_requests_and_being_killed(ray_local, checkpoin
     handle = create_service(checkpoint, spec, name="hostile")
     ray.get(handle.open_account.remote("victimised"))
     pid = ray.get(handle.info.remote())["pid"]
-    for label, bad, _ in MALFORMED:
+    for _label, bad, _ in MALFORMED:
         with pytest.raises(InvalidQuery):
             ray.get(handle.embed.remote(bad, "victimised"))
     with pytest.raises(InvalidQuery):

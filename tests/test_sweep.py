@@ -8,7 +8,6 @@ import pytest
 import ray
 import yaml
 from conftest import REPO
-from mlflow_server import mlflow_uri  # noqa: F401  (fixture)
 
 from sslsteal.cli import main
 from sslsteal.summary import t_interval
@@ -17,7 +16,7 @@ from sslsteal.tracking import Tracker
 pytestmark = pytest.mark.slow
 
 
-def test_sweep_logs_one_child_per_trial(cifar_root: Path, tmp_path: Path, mlflow_uri: str, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+def test_sweep_logs_one_child_per_trial(cifar_root: Path, tmp_path: Path, mlflow_uri: str, capsys: pytest.CaptureFixture[str]) -> None:
     sweep = {
         "name": "e2e",
         "victim": str(REPO / "sweeps" / "victims" / "tiny.yaml"),
@@ -40,7 +39,12 @@ def test_sweep_logs_one_child_per_trial(cifar_root: Path, tmp_path: Path, mlflow
     children = tracker.children(parents[0].info.run_id)
     assert len(children) == 4
     # two attacker seeds per configuration, each a real Tune dimension logged as a param
-    assert sorted((c.data.params["attack.loss"], c.data.params["attack.seed"]) for c in children) == [("mse", "0"), ("mse", "1"), ("softnn", "0"), ("softnn", "1")]
+    assert sorted((c.data.params["attack.loss"], c.data.params["attack.seed"]) for c in children) == [
+        ("mse", "0"),
+        ("mse", "1"),
+        ("softnn", "0"),
+        ("softnn", "1"),
+    ]
     for child in children:
         params = child.data.params
         # the resolved spec, defaults included, not only what the YAML set

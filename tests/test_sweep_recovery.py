@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 import yaml
 from conftest import REPO
-from mlflow_server import mlflow_uri  # noqa: F401  (fixture)
 
 from sslsteal.tracking import Tracker
 
@@ -59,7 +58,7 @@ def _wait_for(condition: Any, proc: subprocess.Popen[bytes], timeout: float, wha
     pytest.fail(f"timed out waiting for {what}")
 
 
-def test_killed_trial_is_retried_on_a_fresh_account(cifar_root: Path, tmp_path: Path, mlflow_uri: str) -> None:  # noqa: F811
+def test_killed_trial_is_retried_on_a_fresh_account(cifar_root: Path, tmp_path: Path, mlflow_uri: str) -> None:
     path = _write_sweep(tmp_path, cifar_root, "kill", ["mse", "softnn"], epochs=60, concurrent=2)
     tracker = Tracker(mlflow_uri)
     proc = _sweep(path, tmp_path, mlflow_uri)
@@ -88,7 +87,7 @@ def test_killed_trial_is_retried_on_a_fresh_account(cifar_root: Path, tmp_path: 
     assert other.data.tags["sslsteal.account"].endswith(".1")
 
 
-def test_interrupted_sweep_resumes_without_duplicate_runs(cifar_root: Path, tmp_path: Path, mlflow_uri: str) -> None:  # noqa: F811
+def test_interrupted_sweep_resumes_without_duplicate_runs(cifar_root: Path, tmp_path: Path, mlflow_uri: str) -> None:
     path = _write_sweep(tmp_path, cifar_root, "resume", ["mse", "softnn", "cosine"], epochs=40, concurrent=1)
     tracker = Tracker(mlflow_uri)
     proc = _sweep(path, tmp_path, mlflow_uri)

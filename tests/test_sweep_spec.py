@@ -110,9 +110,7 @@ MALFORMED_SWEEPS = [
 
 @pytest.mark.parametrize("command", ["validate", "sweep"])
 @pytest.mark.parametrize(("case", "change", "needle"), MALFORMED_SWEEPS, ids=[c[0] for c in MALFORMED_SWEEPS])
-def test_malformed_sweeps_exit_2_naming_the_key(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, case: str, change: dict, needle: str
-) -> None:
+def test_malformed_sweeps_exit_2_naming_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, case: str, change: dict, needle: str) -> None:
     data = {"name": "t", "victim": tiny_victim_spec(), "attack": {"loss": "mse", "queries": 100}} | change
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -137,7 +135,7 @@ def test_run_seeds_become_a_grid_over_the_attacker_seed(tmp_path: Path) -> None:
     assert plan.trials == 6
     rows = plan.preview(limit=10)
     assert sorted((r["attack.loss"], r["attack.seed"]) for r in rows) == [(loss, s) for loss in ("mse", "softnn") for s in (0, 1, 2)]
-    with pytest.raises(ConfigError, match="attack.seed: set by run.seeds"):
+    with pytest.raises(ConfigError, match=r"attack\.seed: set by run\.seeds"):
         plan_sweep(_sweep(tmp_path, attack={"loss": "mse", "queries": 100, "seed": 4}, run={"seeds": [0, 1]}))
 
 

@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from mlflow_server import mlflow_uri  # noqa: F401  (the fixture)
 
 from sslsteal.tracking import DEFAULT_URI_ENV, MAX_PARAM_VALUE_LENGTH, Tracker, default_tracking_uri, flatten
 
@@ -18,7 +17,7 @@ CONFIG = {"attack": {"loss": "mse", "queries": 500, "lrs": [0.1, 0.01]}, "defens
 
 
 @pytest.fixture
-def tracker(mlflow_uri: str) -> Tracker:  # noqa: F811
+def tracker(mlflow_uri: str) -> Tracker:
     return Tracker(mlflow_uri)
 
 
@@ -60,7 +59,7 @@ def test_default_tracking_uri(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     assert default_tracking_uri() == "http://ours:5000"
 
 
-def test_experiment_created_once(tracker: Tracker, mlflow_uri: str, name: str) -> None:  # noqa: F811
+def test_experiment_created_once(tracker: Tracker, mlflow_uri: str, name: str) -> None:
     ids = _in_threads(2, lambda: Tracker(mlflow_uri).experiment(name))
     assert ids[0] == ids[1] == tracker.experiment(name) == tracker.experiment(name)
     assert [e.experiment_id for e in tracker.client.search_experiments(filter_string=f"name = '{name}'")] == [ids[0]]
@@ -98,7 +97,7 @@ def test_child_is_idempotent_by_key(tracker: Tracker, name: str) -> None:
     tracker.finish(first, "FAILED")
     again = tracker.child(parent, "key-a", "trial-a", params=CONFIG)  # a resumed sweep re-logs the same params
     assert again == first and tracker.client.get_run(first).info.status == "RUNNING"
-    with pytest.raises(ValueError, match="attack.loss"):
+    with pytest.raises(ValueError, match=r"attack\.loss"):
         tracker.child(parent, "key-a", "trial-a", params={"attack": {"loss": "infonce"}})
     second = tracker.child(parent, "key-b", "trial-b", params=CONFIG)
     assert [run.info.run_id for run in tracker.children(parent)] == [first, second]

@@ -9,6 +9,7 @@ import torch
 from conftest import REPO, tiny_victim_spec
 
 from sslsteal.config import ConfigError, load, parse
+from sslsteal.victim import train as victim_train
 from sslsteal.victim.checkpoint import checkpoint_hash, load_victim, save_victim
 from sslsteal.victim.spec import VictimSpec
 from sslsteal.victim.train import get_or_train, nt_xent, train_victim
@@ -62,11 +63,17 @@ def test_watermarked_victim_trains_and_its_watermark_is_detectable(cifar_root: P
     assert own > other + 10.0, (own, other)
 
 
-def test_get_or_train_caches_by_hash(tmp_path: Path) -> None:
+def test_get_or_train_caches_by_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = VictimSpec.model_validate(tiny_victim_spec(name="cache-me"))
     first, trained = get_or_train(spec, progress=False)
+    written = first.stat().st_mtime_ns
+
+    def retrain(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the cached victim was trained again")
+
+    monkeypatch.setattr(victim_train, "train_victim", retrain)
     again, trained_again = get_or_train(spec, progress=False)
-    assert trained and not trained_again and first == again
+    assert trained and not trained_again and first == again and first.stat().st_mtime_ns == written
     assert checkpoint_hash(first) == spec.config_hash()
     victim = load_victim(first)
     assert victim.spec == spec and victim.predictor is None

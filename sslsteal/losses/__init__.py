@@ -9,7 +9,8 @@ entry is an nn.Module (LOSSES[name].is_module, e.g. simsiam) the caller must add
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import Tensor
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -28,9 +29,7 @@ def _is_real(v: Any) -> bool:
 
 positive = Check("a positive finite number", lambda v: _is_real(v) and v > 0)
 non_negative = Check("a non-negative finite number", lambda v: _is_real(v) and v >= 0)
-positive_int = Check(
-    "a positive integer", lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0
-)
+positive_int = Check("a positive integer", lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0)
 boolean = Check("a bool", lambda v: isinstance(v, bool))
 
 
@@ -99,7 +98,4 @@ def register_loss(
 def check_pair(stolen: Tensor, victim: Tensor) -> None:
     """Raise ValueError unless stolen and victim are matching (batch, dim) tensors."""
     if stolen.ndim != 2 or stolen.shape != victim.shape:
-        raise ValueError(
-            f"stolen and victim must both be (batch, dim) with the same shape, "
-            f"got {tuple(stolen.shape)} and {tuple(victim.shape)}"
-        )
+        raise ValueError(f"stolen and victim must both be (batch, dim) with the same shape, got {tuple(stolen.shape)} and {tuple(victim.shape)}")

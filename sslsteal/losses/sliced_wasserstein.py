@@ -18,9 +18,7 @@ from .registry import check_pair, positive_int, register_loss
     checks={"num_projections": positive_int},
     call_args=("projections",),
 )
-def sliced_wasserstein(
-    stolen: Tensor, victim: Tensor, *, num_projections: int = 128, projections: Tensor | None = None
-) -> Tensor:
+def sliced_wasserstein(stolen: Tensor, victim: Tensor, *, num_projections: int = 128, projections: Tensor | None = None) -> Tensor:
     """Mean over K unit directions and sorted batch positions of (sort(s.u) - sort(v.u))^2.
 
     Directions are drawn per call from torch's global RNG, or taken from `projections` (K, dim),
