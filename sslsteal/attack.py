@@ -26,6 +26,7 @@ from sslsteal.augment import AUGMENTATIONS, SimCLRAugment, to_float
 from sslsteal.config import ConfigError, StrictModel
 from sslsteal.data import DataRef, ImageSet
 from sslsteal.models import Embed, Encoder, ProjectionHead, build_encoder
+from sslsteal.registry import unknown_name
 from sslsteal.seeding import generator, seeded
 from sslsteal.victim.errors import QueryBudgetExceeded
 
@@ -77,7 +78,7 @@ class AttackSpec(StrictModel):
         from sslsteal.losses import LOSSES
 
         if v not in LOSSES:
-            raise ValueError(f"unknown loss {v!r}; known: {', '.join(sorted(LOSSES))}")
+            raise ValueError(unknown_name("loss", v, LOSSES))
         return v
 
     @field_validator("query_data")
@@ -94,7 +95,7 @@ class AttackSpec(StrictModel):
         from sslsteal.models import ENCODERS
 
         if v is not None and v not in ENCODERS:
-            raise ValueError(f"unknown encoder {v!r}; known: {', '.join(sorted(ENCODERS))}")
+            raise ValueError(unknown_name("encoder", v, ENCODERS))
         return v
 
     @model_validator(mode="after")

@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from sslsteal.registry import unknown_name
+
 USAGE_ERROR = 2
 RUN_FAILURE = 1
 INTERRUPTED = 130
@@ -67,7 +69,7 @@ def _verify(args: argparse.Namespace) -> int:
 
     unknown = [t for t in args.tests if t not in OWNERSHIP_TESTS]
     if unknown:
-        raise UsageError(f"--tests: unknown ownership test {unknown[0]!r}; known: {', '.join(sorted(OWNERSHIP_TESTS))}")
+        raise UsageError(f"--tests: {unknown_name('ownership test', unknown[0], OWNERSHIP_TESTS)}")
     if args.images < 4:
         raise UsageError(f"--images: need at least 4, got {args.images}")
     if not 0 < args.alpha < 1:

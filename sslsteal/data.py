@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from sslsteal.augment import LUMA
 from sslsteal.fileio import atomic_write
+from sslsteal.registry import unknown_name
 
 __all__ = [
     "DATASETS",
@@ -239,7 +240,7 @@ def parse_ref(spec: str) -> DataRef:
         raise UnknownDatasetError(f"malformed dataset spec {spec!r}; expected name:split or name:split[start:stop], e.g. cifar10:test[:9000]")
     name, split = match["name"], DEFAULT_SPLIT if match["split"] is None else match["split"]
     if name not in DATASETS:
-        raise UnknownDatasetError(f"unknown dataset {name!r} in spec {spec!r}; known: {', '.join(sorted(DATASETS))}")
+        raise UnknownDatasetError(f"{unknown_name('dataset', name, DATASETS)} (in {spec!r})")
     if split not in DATASETS[name].splits:
         allowed = ", ".join(DATASETS[name].splits)
         raise UnknownDatasetError(f"unknown split {split!r} of dataset {name!r}; allowed: {allowed}")

@@ -18,6 +18,7 @@ from sslsteal.augment import to_float
 from sslsteal.config import StrictModel
 from sslsteal.data import DataRef, ImageSet
 from sslsteal.models import Embed
+from sslsteal.registry import unknown_name
 
 
 @torch.no_grad()
@@ -53,7 +54,7 @@ def known_datasets(names: list[str]) -> list[str]:
 
     unknown = [n for n in names if n not in DATASETS]
     if unknown:
-        raise ValueError(f"unknown dataset {unknown[0]!r}; known: {', '.join(sorted(DATASETS))}")
+        raise ValueError(unknown_name("dataset", unknown[0], DATASETS))
     return names
 
 

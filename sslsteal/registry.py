@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+
+def unknown_name(kind: str, name: object, known: Iterable[str]) -> str:
+    """The one message for a name that no registry holds: what was asked for, and every name there is."""
+    return f"unknown {kind} {name!r}; known: {', '.join(sorted(known))}"
 
 
 class Registry(Mapping[str, T], Generic[T]):
@@ -28,7 +33,7 @@ class Registry(Mapping[str, T], Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            raise KeyError(f"unknown {self.kind} {name!r}; known: {', '.join(sorted(self._items))}") from None
+            raise KeyError(unknown_name(self.kind, name, self._items)) from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._items)

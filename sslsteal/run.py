@@ -18,6 +18,7 @@ from sslsteal.config import StrictModel, by_kind, load
 from sslsteal.data import DataRef, ImageSet
 from sslsteal.device import select_device
 from sslsteal.models import Embed
+from sslsteal.registry import unknown_name
 from sslsteal.summary import verdict_text
 from sslsteal.victim.checkpoint import Victim, load_victim
 from sslsteal.victim.spec import VictimSpec
@@ -71,7 +72,7 @@ class EvaluateSpec(StrictModel):
 
         unknown = [n for n in names if n not in OWNERSHIP_TESTS]
         if unknown:
-            raise ValueError(f"unknown ownership test {unknown[0]!r}; known: {', '.join(sorted(OWNERSHIP_TESTS))}")
+            raise ValueError(unknown_name("ownership test", unknown[0], OWNERSHIP_TESTS))
         return list(dict.fromkeys(names))
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 from torch import Tensor
 
+from sslsteal.registry import unknown_name
+
 from . import (  # noqa: F401  (register)
     barlow,
     cosine,
@@ -35,7 +37,7 @@ def make_loss(name: str, dim: int, **hparams: Any) -> Callable[..., Tensor]:
     """Build the loss `name` for `dim`-dimensional representations, validating its hyperparameters."""
     entry = LOSSES.get(name)
     if entry is None:
-        raise ValueError(f"unknown loss {name!r}; known losses: {', '.join(sorted(LOSSES))}")
+        raise ValueError(unknown_name("loss", name, LOSSES))
     if not positive_int.ok(dim):
         raise ValueError(f"loss {name!r}: dim must be {positive_int.expected}, got {dim!r}")
     for key, value in hparams.items():

@@ -19,7 +19,7 @@ import numpy as np
 
 from sslsteal.models import Embed
 from sslsteal.ownership.evidence import Evidence, OwnershipResult, Score
-from sslsteal.registry import Registry
+from sslsteal.registry import Registry, unknown_name
 
 MIN_REFERENCES = 3
 Side = Literal["greater", "less"]
@@ -117,6 +117,6 @@ def run_tests(names: list[str], evidence: Evidence) -> dict[str, OwnershipResult
     """Run the named tests (every name is checked before any runs) and return their results by name."""
     unknown = [n for n in names if n not in OWNERSHIP_TESTS]
     if unknown:
-        raise ValueError(f"unknown ownership test {unknown[0]!r}; known: {', '.join(sorted(OWNERSHIP_TESTS))}")
+        raise ValueError(unknown_name("ownership test", unknown[0], OWNERSHIP_TESTS))
     tests = [OWNERSHIP_TESTS[name] for name in names]
     return {test.name: run_test(test, evidence) for test in tests}

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 
 from sslsteal.config import StrictModel
 from sslsteal.evaluate import ProbeSpec
+from sslsteal.registry import unknown_name
 
 HASH_EXCLUDE = {"data_root", "evaluate"}
 """Where data is read from and how the victim is evaluated do not change its weights, so they stay out of the hash."""
@@ -47,7 +48,7 @@ class VictimSpec(StrictModel):
         from sslsteal.models import ENCODERS
 
         if v not in ENCODERS:
-            raise ValueError(f"unknown encoder {v!r}; known: {', '.join(sorted(ENCODERS))}")
+            raise ValueError(unknown_name("encoder", v, ENCODERS))
         return v
 
     @field_validator("data")

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from torch import Tensor
 
 from sslsteal.config import ConfigError, StrictModel, errors_of
-from sslsteal.registry import Registry
+from sslsteal.registry import Registry, unknown_name
 
 
 class Defense(ABC):
@@ -82,7 +82,7 @@ def build_defense(config: dict[str, Any] | None, seed: int = 0) -> Defense:
     if name is None:
         raise ConfigError(["defense.name: required key is missing"])
     if not isinstance(name, str) or name not in DEFENSES:
-        raise ConfigError([f"defense.name: unknown defense {name!r}; known: {', '.join(sorted(DEFENSES))}"])
+        raise ConfigError([f"defense.name: {unknown_name('defense', name, DEFENSES)}"])
     cls = DEFENSES[name]
     try:
         params = cls.Params.model_validate(config)
