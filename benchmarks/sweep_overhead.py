@@ -26,7 +26,7 @@ def _configs(plan: Any) -> list[dict[str, Any]]:
     """Every grid configuration of the plan (the benchmark sweeps must use grids only)."""
     import itertools
 
-    from sslsteal.search_space import substitute
+    from sslsteal.specs.search_space import substitute
 
     if any(space.kind != "grid" for space in plan.spaces.values()):
         raise SystemExit("use a sweep whose search spaces are all grids, so both runners do the same trials")
@@ -40,8 +40,9 @@ def bare_loop(plan: Any, cpus: int) -> float:
     import torch
 
     from sslsteal.device import select_device, set_threads
-    from sslsteal.reference import get_references
-    from sslsteal.run import RunSpec, legit_metrics, legit_queries, resolve_victim, steal_and_evaluate
+    from sslsteal.specs.steal import StealSpec
+    from sslsteal.steal import legit_metrics, legit_queries, resolve_victim, steal_and_evaluate
+    from sslsteal.victim.reference import get_references
     from sslsteal.victim.service import VictimService
 
     set_threads(cpus)
@@ -52,7 +53,7 @@ def bare_loop(plan: Any, cpus: int) -> float:
     service = VictimService(str(victim.path), {**spec.service, "num_cpus": cpus})
     device = select_device()
     for i, config in enumerate(_configs(plan)):
-        run = RunSpec.model_validate({"victim": victim.spec.key, "attack": config["attack"], "evaluate": config["evaluate"], "data_root": root})
+        run = StealSpec.model_validate({"victim": victim.spec.key, "attack": config["attack"], "evaluate": config["evaluate"], "data_root": root})
         indices = list(range(1, run.evaluate.references + 1)) if run.evaluate.ownership else []
         references = get_references(victim, indices, data_root=root, progress=False)
         account = service.open_fresh_account(f"loop{i}", run.attack.queries, config["defense"])["account"]
@@ -77,7 +78,7 @@ def sweep(plan: Any, storage: str, uri: str) -> tuple[float, Any]:
 def main() -> None:
     import ray
 
-    from sslsteal.sweep_spec import plan_sweep
+    from sslsteal.specs.sweep import plan_sweep
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweep", default=str(REPO / "sweeps" / "quickstart.yaml"))

@@ -30,8 +30,8 @@ def _rate(run_batch: Callable[[], None], seconds: float) -> float:
 def _checkpoint(path: str | None) -> str:
     if path:
         return path
+    from sslsteal.specs.victim import VictimSpec
     from sslsteal.victim.checkpoint import build_victim, save_victim
-    from sslsteal.victim.spec import VictimSpec
 
     victim = build_victim(VictimSpec(name="bench", encoder="small_cnn"))
     return str(save_victim(victim, __import__("pathlib").Path(tempfile.mkdtemp())))
@@ -40,7 +40,8 @@ def _checkpoint(path: str | None) -> str:
 def main() -> None:
     import ray
 
-    from sslsteal.victim.service import ServiceSpec, VictimService, create_service
+    from sslsteal.specs.victim import ServiceSpec
+    from sslsteal.victim.service import VictimService, create_service
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--victim", help="victim checkpoint (default: a freshly initialised small_cnn victim)")

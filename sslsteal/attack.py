@@ -15,19 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
 
 import torch
-from pydantic import Field, field_validator, model_validator
 from torch import nn
 from tqdm.auto import tqdm
 
 from sslsteal.augment import AUGMENTATIONS, SimCLRAugment, to_float
-from sslsteal.config import ConfigError, StrictModel
-from sslsteal.data import DataRef, ImageSet
+from sslsteal.data import ImageSet
 from sslsteal.models import Embed, Encoder, ProjectionHead, build_encoder
-from sslsteal.registry import unknown_name
 from sslsteal.seeding import generator, seeded
+from sslsteal.specs.attack import AttackSpec
 from sslsteal.victim.errors import QueryBudgetExceeded
 
 EpochCallback = Callable[[int, dict[str, float], Encoder], None]
@@ -48,88 +45,6 @@ class BudgetedQuery:
         out = self.query(images)
         self.used += n
         return out
-
-
-class AttackSpec(StrictModel):
-    """How one attacker account steals: method, loss, budget, query data and training recipe."""
-
-    method: Literal["direct", "recreate_head", "access_head"] = "direct"
-    loss: str = "infonce"
-    loss_params: dict[str, Any] = Field(default_factory=dict)
-    queries: int = Field(..., gt=0, description="images the victim answers for this account")
-    query_data: str = Field("cifar10:test[:9000]", description="the query pool: a split or slice (name:split[start:stop]); nothing in it is ever scored")
-    strategy: Literal["once", "augmented"] = "once"
-    views: int = Field(2, ge=2, description="augmented views sent per image (strategy augmented, recreate_head)")
-    augment: Literal["none", "weak", "simclr"] = Field("weak", description="attacker-side augmentation of its inputs")
-    epochs: int = Field(30, gt=0)
-    batch_size: int = Field(256, ge=2)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    encoder: str | None = Field(None, description="stolen architecture; the victim's when null")
-    head_epochs: int = Field(20, gt=0, description="epochs to recreate the head (recreate_head)")
-    head_hidden: int = Field(512, gt=0)
-    head_dim: int = Field(128, gt=0, description="output size of a recreated head")
-    query_batch: int = Field(256, gt=0, description="images per request to the victim")
-    seed: int = Field(0, description="the attacker's seed: init, batch order, augmentations and query subset draw from streams derived from it")
-
-    @field_validator("loss")
-    @classmethod
-    def _known_loss(cls, v: str) -> str:
-        from sslsteal.losses import LOSSES
-
-        if v not in LOSSES:
-            raise ValueError(unknown_name("loss", v, LOSSES))
-        return v
-
-    @field_validator("query_data")
-    @classmethod
-    def _known_data(cls, v: str) -> str:
-        from sslsteal.data import parse_ref
-
-        parse_ref(v)
-        return v
-
-    @field_validator("encoder")
-    @classmethod
-    def _known_encoder(cls, v: str | None) -> str | None:
-        from sslsteal.models import ENCODERS
-
-        if v is not None and v not in ENCODERS:
-            raise ValueError(unknown_name("encoder", v, ENCODERS))
-        return v
-
-    @model_validator(mode="after")
-    def _consistent(self) -> AttackSpec:
-        from sslsteal.losses import make_loss
-
-        try:
-            make_loss(self.loss, 8, **self.loss_params)
-        except ValueError as exc:
-            raise ValueError(f"loss_params: {exc}") from None
-        if self.method == "recreate_head" and self.strategy != "augmented":
-            raise ConfigError(["strategy: method recreate_head needs victim outputs of several views per image: use strategy augmented"])
-        if self.images_needed < 1:
-            raise ConfigError([f"queries: {self.queries} queries buy no image at {self.views} views each"])
-        available = self.pool.size
-        if self.images_needed > available:
-            raise ConfigError([f"queries: {self.queries} queries need {self.images_needed} images but {self.query_data} has {available}"])
-        return self
-
-    @property
-    def views_per_image(self) -> int:
-        return self.views if self.strategy == "augmented" else 1
-
-    @property
-    def pool(self) -> DataRef:
-        """The slice of a split the attacker draws its query images from."""
-        from sslsteal.data import parse_ref
-
-        return parse_ref(self.query_data)
-
-    @property
-    def images_needed(self) -> int:
-        """Distinct query images the budget buys."""
-        return self.queries // self.views_per_image
 
 
 @dataclass
@@ -243,7 +158,8 @@ def steal(
     `query` answers representations (direct, recreate_head) or head outputs (access_head); wrap it in
     BudgetedQuery to enforce the budget. `on_epoch(epoch, record, encoder)` is called after every epoch.
     """
-    from sslsteal.losses import LOSSES, make_loss
+    from sslsteal.losses import make_loss
+    from sslsteal.specs.losses import LOSSES
 
     device = device or torch.device("cpu")
     used_before = getattr(query, "used", 0)

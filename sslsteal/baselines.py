@@ -13,10 +13,11 @@ import json
 import statistics
 from collections.abc import Callable
 
-from sslsteal.data import DataRef
-from sslsteal.evaluate import ProbeData, ProbeSpec, linear_eval, probe_data
+from sslsteal.evaluate import ProbeData, linear_eval, probe_data
 from sslsteal.models import Encoder, build_encoder
 from sslsteal.seeding import seeded
+from sslsteal.specs.datasets import DataRef
+from sslsteal.specs.evaluate import ProbeSpec
 from sslsteal.victim.checkpoint import Victim, read_eval, write_eval
 
 WATERMARK_IMAGES = 2000

@@ -6,8 +6,6 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from sslsteal.registry import unknown_name
-
 USAGE_ERROR = 2
 RUN_FAILURE = 1
 INTERRUPTED = 130
@@ -18,17 +16,17 @@ class UsageError(Exception):
 
 
 def _victim_train(args: argparse.Namespace) -> int:
-    from sslsteal import config
     from sslsteal.baselines import victim_report
+    from sslsteal.specs import base as config
+    from sslsteal.specs.victim import VictimSpec
     from sslsteal.victim.checkpoint import load_victim
-    from sslsteal.victim.spec import VictimSpec
     from sslsteal.victim.train import get_or_train
 
     spec = config.load(VictimSpec, args.config)
     if args.data_root:
         spec.data_root = args.data_root
     if args.reference:
-        from sslsteal.reference import reference_spec
+        from sslsteal.victim.reference import reference_spec
 
         spec = reference_spec(spec, args.reference)
     path, trained = get_or_train(spec, config_path=args.config, progress=not args.quiet)  # shipped copies beside the config first
@@ -40,10 +38,11 @@ def _victim_train(args: argparse.Namespace) -> int:
 
 
 def _steal(args: argparse.Namespace) -> int:
-    from sslsteal import config
-    from sslsteal.run import RunSpec, format_table, run_steal
+    from sslsteal.specs import base as config
+    from sslsteal.specs.steal import StealSpec
+    from sslsteal.steal import format_table, run_steal
 
-    spec = config.load(RunSpec, args.config, args.set)
+    spec = config.load(StealSpec, args.config, args.set)
     result = run_steal(spec, config_path=args.config, progress=not args.quiet)
     print(format_table(result))
     if args.output:
@@ -62,14 +61,16 @@ def _steal(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     from sslsteal.device import select_device
-    from sslsteal.ownership import MIN_REFERENCES, OWNERSHIP_TESTS
-    from sslsteal.reference import get_references
-    from sslsteal.run import flat_ownership_metrics, ownership_results, resolve_victim
+    from sslsteal.ownership import MIN_REFERENCES
+    from sslsteal.specs.evaluate import OWNERSHIP_TESTS
+    from sslsteal.steal import flat_ownership_metrics, ownership_results, resolve_victim
     from sslsteal.suspect import load_suspect, same_weights
+    from sslsteal.victim.reference import get_references
 
-    unknown = [t for t in args.tests if t not in OWNERSHIP_TESTS]
-    if unknown:
-        raise UsageError(f"--tests: {unknown_name('ownership test', unknown[0], OWNERSHIP_TESTS)}")
+    try:
+        OWNERSHIP_TESTS.check_all(args.tests)
+    except ValueError as exc:
+        raise UsageError(f"--tests: {exc}") from None
     if args.images < 4:
         raise UsageError(f"--images: need at least 4, got {args.images}")
     if not 0 < args.alpha < 1:
@@ -114,11 +115,11 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from sslsteal.config import read_yaml
-    from sslsteal.sweep_spec import plan_sweep
+    from sslsteal.specs.base import read_yaml
+    from sslsteal.specs.sweep import plan_sweep
 
     if "optimize" in read_yaml(args.sweep):  # an `sslsteal optimize` file
-        from sslsteal.optimize_spec import plan_optimize
+        from sslsteal.specs.optimize import plan_optimize
 
         print(plan_optimize(args.sweep, args.set).describe())
         return 0
@@ -138,8 +139,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from sslsteal.specs.sweep import plan_sweep
     from sslsteal.sweep import completed, run_sweep
-    from sslsteal.sweep_spec import plan_sweep
 
     plan = plan_sweep(args.sweep, args.set)
     print(f"{plan.source}: {plan.trials} trials")
@@ -166,7 +167,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _optimize(args: argparse.Namespace) -> int:
-    from sslsteal.optimize_spec import plan_optimize
+    from sslsteal.specs.optimize import plan_optimize
 
     plan = plan_optimize(args.sweep, args.set)
     print(plan.describe())
@@ -262,8 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from sslsteal.config import ConfigError
-    from sslsteal.data import DatasetUnavailableError, UnknownDatasetError
+    from sslsteal.specs.base import ConfigError
+    from sslsteal.specs.datasets import DatasetUnavailableError, UnknownDatasetError
 
     return (ConfigError, UsageError, DatasetUnavailableError, UnknownDatasetError)
 

@@ -1,4 +1,4 @@
-"""Dataset registry: every dataset loads as uint8 NCHW image tensors plus int64 labels.
+"""Dataset loaders (declared in `sslsteal.specs.datasets`): every dataset loads as uint8 NCHW image tensors plus int64 labels.
 
 Sources are decoded once (torchvision files, Parquet files of encoded images, or generated)
 and cached as ``.npy`` files under ``cache_dir()/datasets`` so later loads take well under
@@ -24,28 +24,14 @@ import torch.nn.functional as F
 
 from sslsteal.augment import LUMA
 from sslsteal.fileio import atomic_write
-from sslsteal.registry import unknown_name
+from sslsteal.specs.datasets import DATASETS, SYNTHETIC_SIZES, DataRef, DatasetInfo, DatasetUnavailableError, parse_ref, parse_spec
 
-__all__ = [
-    "DATASETS",
-    "DataRef",
-    "DatasetInfo",
-    "DatasetUnavailableError",
-    "ImageSet",
-    "UnknownDatasetError",
-    "cache_dir",
-    "data_roots",
-    "load",
-    "parse_ref",
-    "parse_spec",
-    "register_dataset",
-]
+__all__ = ["DatasetUnavailableError", "ImageSet", "arrays", "cache_dir", "data_roots", "load", "provide"]
 
 Arrays = tuple[np.ndarray, np.ndarray]
 Loader = Callable[[str, list[Path], Path], Arrays]
 Maker = Callable[[Path, bool], Any]  # (root, download) -> torchvision dataset
 
-DEFAULT_SPLIT = "train"
 # Where Debian's `dataset-fashion-mnist` package puts the original IDX files.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 # Images converted per step in ImageSet.to_shape, to bound the float32 working memory.
@@ -54,14 +40,6 @@ _CHUNK = 4096
 CACHE_FORMAT = 2
 # Seed of the fixed row order Parquet splits are decoded in (see _decode_parquet).
 PARQUET_ORDER_SEED = 0
-
-
-class DatasetUnavailableError(RuntimeError):
-    """A registered dataset whose files are neither on disk nor downloadable."""
-
-
-class UnknownDatasetError(ValueError):
-    """A dataset spec naming a dataset or split that is not registered."""
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -155,109 +133,6 @@ class ImageSet:
         return ImageSet(self.name, out, self.labels, self.num_classes, self.index)
 
 
-@dataclass(frozen=True)
-class DataRef:
-    """A contiguous slice `[start, stop)` of one dataset split, written `name:split[start:stop]` (the whole split without brackets)."""
-
-    name: str
-    split: str
-    start: int
-    stop: int
-
-    @property
-    def base(self) -> str:
-        """The whole split this slice is part of, `name:split`."""
-        return f"{self.name}:{self.split}"
-
-    @property
-    def size(self) -> int:
-        return self.stop - self.start
-
-    @property
-    def whole(self) -> bool:
-        return self.start == 0 and self.stop == DATASETS[self.name].sizes[self.split]
-
-    def overlap(self, other: DataRef) -> int:
-        """Images the two slices share (0 for different splits)."""
-        return max(0, min(self.stop, other.stop) - max(self.start, other.start)) if self.base == other.base else 0
-
-    def __str__(self) -> str:
-        return self.base if self.whole else f"{self.base}[{self.start}:{self.stop}]"
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """A registered dataset: its splits and their sizes, classes, image shape (C, H, W) and source loader."""
-
-    name: str
-    sizes: dict[str, int]
-    num_classes: int
-    shape: tuple[int, int, int]
-    loader: Loader
-    description: str
-    cache: bool = True  # False for generated data, which is quicker to rebuild than to read
-
-    @property
-    def splits(self) -> tuple[str, ...]:
-        return tuple(self.sizes)
-
-
-DATASETS: dict[str, DatasetInfo] = {}
-
-
-def register_dataset(
-    name: str,
-    *,
-    splits: dict[str, int],
-    num_classes: int,
-    shape: tuple[int, int, int],
-    description: str,
-    cache: bool = True,
-) -> Callable[[Loader], Loader]:
-    """Decorator registering ``loader(split, roots, cache_dir) -> (images, labels)`` under name.
-
-    splits maps each split to its nominal size, so configs can be checked (e.g. a query budget) without loading data.
-    """
-
-    def decorate(loader: Loader) -> Loader:
-        if name in DATASETS:
-            raise ValueError(f"dataset {name!r} is already registered")
-        if ":" in name:
-            raise ValueError(f"dataset name {name!r} must not contain ':'")
-        DATASETS[name] = DatasetInfo(name, dict(splits), num_classes, tuple(shape), loader, description, cache)
-        return loader
-
-    return decorate
-
-
-_REF = re.compile(r"^(?P<name>[^:\[\]]+)(?::(?P<split>[^:\[\]]*))?(?:\[(?P<start>\d*):(?P<stop>\d*)\])?$")
-
-
-def parse_ref(spec: str) -> DataRef:
-    """Parse "name[:split][[start:stop]]" (split defaults to "train"; the slice to the whole split) and check it."""
-    match = _REF.match(spec.strip())
-    if match is None:
-        raise UnknownDatasetError(f"malformed dataset spec {spec!r}; expected name:split or name:split[start:stop], e.g. cifar10:test[:9000]")
-    name, split = match["name"], DEFAULT_SPLIT if match["split"] is None else match["split"]
-    if name not in DATASETS:
-        raise UnknownDatasetError(f"{unknown_name('dataset', name, DATASETS)} (in {spec!r})")
-    if split not in DATASETS[name].splits:
-        allowed = ", ".join(DATASETS[name].splits)
-        raise UnknownDatasetError(f"unknown split {split!r} of dataset {name!r}; allowed: {allowed}")
-    size = DATASETS[name].sizes[split]
-    start = int(match["start"]) if match["start"] else 0
-    stop = int(match["stop"]) if match["stop"] else size
-    if not 0 <= start < stop <= size:
-        raise UnknownDatasetError(f"slice [{start}:{stop}] of {name}:{split} ({size} images) is empty or out of range")
-    return DataRef(name, split, start, stop)
-
-
-def parse_spec(spec: str) -> tuple[str, str]:
-    """(name, split) of a dataset spec, slice allowed and ignored; checks both are registered."""
-    ref = parse_ref(spec)
-    return ref.name, ref.split
-
-
 def cache_dir() -> Path:
     """Root of everything sslsteal caches: $SSLSTEAL_CACHE, else ~/.cache/sslsteal."""
     return Path(os.environ.get("SSLSTEAL_CACHE") or "~/.cache/sslsteal").expanduser()
@@ -289,7 +164,7 @@ def load(spec: str, *, root: str | Path | None = None, size: int | None = None, 
     info = DATASETS[name]
     arrays = _PROVIDED.get(f"{name}:{split}") or (_read_cache(info, split) if info.cache else None)
     if arrays is None:
-        arrays = _normalise(info, split, *info.loader(split, data_roots(root), cache_dir()))
+        arrays = _normalise(info, split, *DATASETS.implementation(name)(split, data_roots(root), cache_dir()))
         if info.cache:
             _write_cache(info.name, split, arrays)
     images, labels = arrays
@@ -443,65 +318,35 @@ def _load_torchvision(name: str, split: str, roots: list[Path], folder: str, mak
     return found if found is not None else _download_or_raise(name, split, roots, folder, make)
 
 
-@register_dataset(
-    "cifar10",
-    splits={"train": 50_000, "test": 10_000},
-    num_classes=10,
-    shape=(3, 32, 32),
-    description="CIFAR-10: 50k/10k 32x32 colour photos, 10 classes (torchvision files or Parquet)",
-)
+@DATASETS.implements("cifar10")
 def _cifar10(split: str, roots: list[Path], cache: Path) -> Arrays:
     from torchvision.datasets import CIFAR10
 
     return _load_torchvision("cifar10", split, roots, CIFAR10.base_folder, lambda root, download: CIFAR10(root, train=split == "train", download=download))
 
 
-@register_dataset(
-    "cifar100",
-    splits={"train": 50_000, "test": 10_000},
-    num_classes=100,
-    shape=(3, 32, 32),
-    description="CIFAR-100: 50k/10k 32x32 colour photos, 100 fine classes",
-)
+@DATASETS.implements("cifar100")
 def _cifar100(split: str, roots: list[Path], cache: Path) -> Arrays:
     from torchvision.datasets import CIFAR100
 
     return _load_torchvision("cifar100", split, roots, CIFAR100.base_folder, lambda root, download: CIFAR100(root, train=split == "train", download=download))
 
 
-@register_dataset(
-    "svhn",
-    splits={"train": 73_257, "test": 26_032},
-    num_classes=10,
-    shape=(3, 32, 32),
-    description="SVHN: 73k/26k 32x32 house-number digits, 10 classes (digit 0 is label 0)",
-)
+@DATASETS.implements("svhn")
 def _svhn(split: str, roots: list[Path], cache: Path) -> Arrays:
     from torchvision.datasets import SVHN
 
     return _load_torchvision("svhn", split, roots, f"{split}_32x32.mat", lambda root, download: SVHN(root, split=split, download=download))
 
 
-@register_dataset(
-    "stl10",
-    splits={"train": 5_000, "test": 8_000, "unlabeled": 100_000},
-    num_classes=10,
-    shape=(3, 96, 96),
-    description="STL-10: 5k/8k labelled and 100k unlabeled (label -1) 96x96 colour photos, 10 classes",
-)
+@DATASETS.implements("stl10")
 def _stl10(split: str, roots: list[Path], cache: Path) -> Arrays:
     from torchvision.datasets import STL10
 
     return _load_torchvision("stl10", split, roots, STL10.base_folder, lambda root, download: STL10(root, split=split, download=download))
 
 
-@register_dataset(
-    "fashion_mnist",
-    splits={"train": 60_000, "test": 10_000},
-    num_classes=10,
-    shape=(1, 28, 28),
-    description="Fashion-MNIST: 60k/10k 28x28 grey clothing images, 10 classes (torchvision files or Debian package)",
-)
+@DATASETS.implements("fashion_mnist")
 def _fashion_mnist(split: str, roots: list[Path], cache: Path) -> Arrays:
     from torchvision.datasets import FashionMNIST
 
@@ -528,17 +373,7 @@ def _unpack_gz(source: Path, target: Path) -> None:
                 atomic_write(out, lambda dst, src=src: shutil.copyfileobj(src, dst))
 
 
-SYNTHETIC_SIZES = {"train": 2000, "test": 500}
-
-
-@register_dataset(
-    "synthetic",
-    splits=SYNTHETIC_SIZES,
-    num_classes=10,
-    shape=(3, 32, 32),
-    cache=False,
-    description="Generated in milliseconds for tests: per-class colour and stripe orientation, plus noise (2000/500)",
-)
+@DATASETS.implements("synthetic")
 def _synthetic(split: str, roots: list[Path], cache: Path) -> Arrays:
     """Class c: colour prototype c and stripes at angle c*18 degrees; random phase, tint and noise.
 

@@ -11,14 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
 from torch import nn
 
 from sslsteal.augment import to_float
-from sslsteal.config import StrictModel
-from sslsteal.data import DataRef, ImageSet
+from sslsteal.data import ImageSet
 from sslsteal.models import Embed
-from sslsteal.registry import unknown_name
+from sslsteal.specs.datasets import DataRef
 
 
 @torch.no_grad()
@@ -46,36 +44,6 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
     clf = LogisticRegression(max_iter=max_iter, C=1.0, random_state=seed)
     clf.fit(scaler.transform(train_x), train_y)
     return float(100.0 * (clf.predict(scaler.transform(test_x)) == test_y).mean())
-
-
-def known_datasets(names: list[str]) -> list[str]:
-    """`names` unchanged when every one is a registered dataset; ValueError naming the first unknown one."""
-    from sslsteal.data import DATASETS
-
-    unknown = [n for n in names if n not in DATASETS]
-    if unknown:
-        raise ValueError(unknown_name("dataset", unknown[0], DATASETS))
-    return names
-
-
-class ProbeSpec(StrictModel):
-    """The linear-evaluation protocol: downstream datasets and (optionally) subset sizes of their splits."""
-
-    downstream: list[str] = Field(default_factory=lambda: ["cifar10"], min_length=1)
-    train_images: int | None = Field(None, gt=0, description="probe-training images per dataset; all when null")
-    test_images: int | None = Field(None, gt=0, description="probe-test images per dataset (outside the attacker's query pool); all when null")
-
-    @field_validator("downstream")
-    @classmethod
-    def _known(cls, names: list[str]) -> list[str]:
-        return known_datasets(names)
-
-    def key(self, dataset: str, pool: DataRef | None = None) -> str:
-        """Cache key of one dataset's result under this protocol; names the query pool when it removes test images."""
-        from sslsteal.data import parse_ref
-
-        base = f"{dataset}|train={self.train_images or 'all'}|test={self.test_images or 'all'}"
-        return base + (f"|minus={pool}" if pool is not None and pool.overlap(parse_ref(f"{dataset}:test")) else "")
 
 
 @dataclass(frozen=True)

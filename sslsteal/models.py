@@ -11,16 +11,13 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from sslsteal.registry import Registry
+from sslsteal.specs.encoders import ENCODERS
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
 Embed = Callable[[torch.Tensor], torch.Tensor]
 """Images -> representations: an encoder, the victim's API (an attacker's query), a defended answer."""
-
-ENCODERS: Registry[Callable[[], tuple[nn.Module, int]]] = Registry("encoder")
-
 
 class Encoder(nn.Module):
     """Normalisation + backbone; `dim` is the representation size."""
@@ -50,21 +47,21 @@ def _cifar_resnet(factory: Callable[..., nn.Module], dim: int) -> tuple[nn.Modul
     return net, dim
 
 
-@ENCODERS.register("resnet18")
+@ENCODERS.implements("resnet18")
 def resnet18() -> tuple[nn.Module, int]:
     from torchvision.models import resnet18 as factory
 
     return _cifar_resnet(factory, 512)
 
 
-@ENCODERS.register("resnet34")
+@ENCODERS.implements("resnet34")
 def resnet34() -> tuple[nn.Module, int]:
     from torchvision.models import resnet34 as factory
 
     return _cifar_resnet(factory, 512)
 
 
-@ENCODERS.register("resnet50")
+@ENCODERS.implements("resnet50")
 def resnet50() -> tuple[nn.Module, int]:
     from torchvision.models import resnet50 as factory
 
@@ -76,7 +73,7 @@ def _conv_block(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
 
 
-@ENCODERS.register("small_cnn")
+@ENCODERS.implements("small_cnn")
 def small_cnn() -> tuple[nn.Module, int]:
     """Four conv blocks (32-64-128-256 channels, ~0.39M parameters, 32->2 px) and global average pooling: trains on 2 CPU cores."""
     layers = _conv_block(3, 32) + _conv_block(32, 64) + _conv_block(64, 128) + _conv_block(128, 256)
@@ -85,7 +82,7 @@ def small_cnn() -> tuple[nn.Module, int]:
 
 def build_encoder(name: str) -> Encoder:
     """A freshly initialised encoder; CNNs use channels_last, which is fastest on CPU here."""
-    backbone, dim = ENCODERS[name]()
+    backbone, dim = ENCODERS.implementation(name)()
     backbone = backbone.to(memory_format=torch.channels_last)
     return Encoder(name, backbone, dim, channels_last=True)
 

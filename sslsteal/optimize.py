@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sslsteal.config import ConfigError
-from sslsteal.optimize_spec import LOSS, OptimizePlan, cover_points, mask_url, param_name
+from sslsteal.specs.base import ConfigError
+from sslsteal.specs.optimize import LOSS, OptimizePlan, cover_points, mask_url, param_name
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def make_scheduler(plan: OptimizePlan) -> Any:
     that epoch; it never pauses a trial to let waiting ones run (min_time_slice=inf): a trial keeps no checkpoint."""
     from ray import tune
 
-    from sslsteal.attack import AttackSpec
+    from sslsteal.specs.attack import AttackSpec
 
     pruner = plan.optimize.pruner
     if pruner.name == "none":

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sslsteal.victim.spec import VictimSpec
+from sslsteal.specs.victim import VictimSpec
 
 
 def largest_node_cpus() -> float:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sslsteal.sweep_spec import SweepPlan
+from sslsteal.specs.sweep import SweepPlan
 
 STATE_FILE = "sslsteal-sweep.json"
 """Written into Tune's experiment folder: which parent MLflow run a resumed sweep continues."""
@@ -60,7 +60,7 @@ def resolved_params(spec: Any, defense: dict[str, Any]) -> dict[str, str]:
 
 def trial_name(config: dict[str, Any]) -> str:
     """A readable run name: method, loss, budget, query pool, defense and its options."""
-    from sslsteal.attack import AttackSpec
+    from sslsteal.specs.attack import AttackSpec
 
     a, d = config["attack"], config["defense"]
     defense = d.get("name", "none")
@@ -77,8 +77,9 @@ def trial(config: dict[str, Any], context: SweepContext) -> None:
     from sslsteal.device import select_device, set_threads
     from sslsteal.evaluate import holdout_task, knn_accuracy
     from sslsteal.remote import install_datasets
-    from sslsteal.run import RunSpec, legit_metrics, legit_queries, steal_and_evaluate
     from sslsteal.seeding import derive_seed
+    from sslsteal.specs.steal import StealSpec
+    from sslsteal.steal import legit_metrics, legit_queries, steal_and_evaluate
     from sslsteal.suspect import save_stolen
     from sslsteal.tracking import Tracker
     from sslsteal.victim.checkpoint import load_victim
@@ -88,7 +89,7 @@ def trial(config: dict[str, Any], context: SweepContext) -> None:
     device = select_device()
     install_datasets(context.datasets)
     victim = load_victim(ray.get(context.victim)).to(device)
-    spec = RunSpec.model_validate({"victim": victim.spec.key, "attack": config["attack"], "evaluate": config["evaluate"], "data_root": context.data_root})
+    spec = StealSpec.model_validate({"victim": victim.spec.key, "attack": config["attack"], "evaluate": config["evaluate"], "data_root": context.data_root})
     trial_id = tune.get_context().get_trial_id()
     handle = ray.get_actor("victim", namespace=context.namespace)
     account = ray.get(handle.open_fresh_account.remote(trial_id, spec.attack.queries, config["defense"]))["account"]
@@ -148,8 +149,8 @@ def trial(config: dict[str, Any], context: SweepContext) -> None:
 
 def _splits_needed(plan: SweepPlan, victim_spec: Any, ownership: bool) -> list[str]:
     """Every `name:split` the trials will load, so the driver can share each once."""
-    from sslsteal.data import parse_ref
-    from sslsteal.protocol import other_split
+    from sslsteal.specs.datasets import parse_ref
+    from sslsteal.specs.protocol import other_split
 
     queries = query_pools(plan)
     splits = [parse_ref(q).base for q in queries]
@@ -165,7 +166,7 @@ def _splits_needed(plan: SweepPlan, victim_spec: Any, ownership: bool) -> list[s
 
 def query_pools(plan: SweepPlan) -> list[str]:
     """Every query pool (`attack.query_data`) the sweep's trials draw from."""
-    from sslsteal.attack import AttackSpec
+    from sslsteal.specs.attack import AttackSpec
 
     return list(dict.fromkeys(plan.values("attack", "query_data") or [AttackSpec.model_fields["query_data"].default]))
 
@@ -203,14 +204,15 @@ class Driver:
         import ray
 
         from sslsteal.baselines import baselines, victim_report
-        from sslsteal.config import ConfigError
-        from sslsteal.data import parse_ref
-        from sslsteal.reference import find_references
         from sslsteal.remote import share_datasets
-        from sslsteal.run import victim_source
+        from sslsteal.specs.base import ConfigError
+        from sslsteal.specs.datasets import parse_ref
+        from sslsteal.specs.victim import ServiceSpec
+        from sslsteal.steal import victim_source
         from sslsteal.tracking import Tracker, flatten
         from sslsteal.victim.checkpoint import load_victim
-        from sslsteal.victim.service import ServiceSpec, create_service
+        from sslsteal.victim.reference import find_references
+        from sslsteal.victim.service import create_service
 
         spec = plan.spec
         service = ServiceSpec.model_validate(spec.service)
@@ -285,8 +287,8 @@ def run_sweep(
     """Run one Tune trial per configuration against the shared victim; returns Tune's ResultGrid."""
     from ray import tune
 
-    from sslsteal.config import ConfigError
-    from sslsteal.search_space import to_param_space
+    from sslsteal.specs.base import ConfigError
+    from sslsteal.specs.search_space import to_param_space
 
     spec = plan.spec
     root = Path(storage or "~/ray_results").expanduser().resolve()

@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from sslsteal import data
-from sslsteal.attack import AttackSpec, BudgetedQuery, attacker_encoder, steal
+from sslsteal.attack import BudgetedQuery, attacker_encoder, steal
 from sslsteal.augment import to_float
-from sslsteal.config import ConfigError, parse
 from sslsteal.evaluate import fidelity
-from sslsteal.losses import LOSSES
 from sslsteal.models import ProjectionHead, build_encoder
 from sslsteal.seeding import seeded
+from sslsteal.specs.attack import AttackSpec
+from sslsteal.specs.base import ConfigError, parse
+from sslsteal.specs.losses import LOSSES
 from sslsteal.victim.errors import QueryBudgetExceeded
 
 

@@ -14,8 +14,8 @@ import yaml
 from conftest import REPO
 from ray.cluster_utils import Cluster
 
+from sslsteal.specs.sweep import plan_sweep
 from sslsteal.sweep import run_sweep
-from sslsteal.sweep_spec import plan_sweep
 from sslsteal.tracking import Tracker
 from sslsteal.victim.checkpoint import victims_dir
 

@@ -18,17 +18,14 @@ import pytest
 import torch
 
 from sslsteal import data
-from sslsteal.data import (
-    DATASETS,
-    DatasetUnavailableError,
-    ImageSet,
-    UnknownDatasetError,
-    cache_dir,
-    data_roots,
-    load,
-    parse_spec,
-    register_dataset,
-)
+from sslsteal.data import ImageSet, cache_dir, data_roots, load
+from sslsteal.specs.datasets import DATASETS, DatasetInfo, DatasetUnavailableError, UnknownDatasetError, declare, parse_spec
+
+
+def scoped_datasets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let a test declare datasets of its own, forgotten when it ends."""
+    monkeypatch.setattr(DATASETS, "_items", dict(DATASETS._items))
+    monkeypatch.setattr(DATASETS, "_impls", dict(DATASETS._impls))
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REAL_ROOTS = data_roots()  # taken before the isolation fixture empties $SSLSTEAL_DATA
@@ -101,11 +98,12 @@ def test_registry_has_every_dataset() -> None:
 
 
 def test_register_dataset_normalises_nhwc_and_caches(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(data, "DATASETS", dict(DATASETS))
+    scoped_datasets(monkeypatch)
     source = random_images(6, (4, 5, 3))  # NHWC, non-square
     calls = []
+    declare(DatasetInfo("toy", {"all": 6}, 3, (3, 4, 5), "toy"))
 
-    @register_dataset("toy", splits={"all": 6}, num_classes=3, shape=(3, 4, 5), description="toy")
+    @DATASETS.implements("toy")
     def toy(split: str, roots: list[Path], cache: Path) -> tuple[np.ndarray, np.ndarray]:
         calls.append((split, roots, cache))
         return source, np.arange(6) % 3
@@ -116,15 +114,16 @@ def test_register_dataset_normalises_nhwc_and_caches(monkeypatch: pytest.MonkeyP
         assert s.name == "toy:all" and s.images.shape == (6, 3, 4, 5) and s.images.is_contiguous()
         assert torch.equal(s.images, torch.from_numpy(source).permute(0, 3, 1, 2))
         assert s.labels.tolist() == [0, 1, 2, 0, 1, 2]
-    with pytest.raises(ValueError, match="already registered"):
-        register_dataset("toy", splits={"all": 6}, num_classes=3, shape=(3, 4, 5), description="again")(toy)
+    with pytest.raises(ValueError, match="registered twice"):
+        declare(DatasetInfo("toy", {"all": 6}, 3, (3, 4, 5), "again"))
+    with pytest.raises(ValueError, match="implemented twice"):
+        DATASETS.implements("toy")(toy)
 
 
 def test_loader_with_wrong_shape_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(data, "DATASETS", dict(DATASETS))
-    register_dataset("bad", splits={"train": 2}, num_classes=2, shape=(3, 8, 8), description="bad")(
-        lambda split, roots, cache: (random_images(2, (3, 9, 9)), np.zeros(2))
-    )
+    scoped_datasets(monkeypatch)
+    declare(DatasetInfo("bad", {"train": 2}, 2, (3, 8, 8), "bad"))
+    DATASETS.implements("bad")(lambda split, roots, cache: (random_images(2, (3, 9, 9)), np.zeros(2)))
     with pytest.raises(ValueError, match=r"bad:train loader returned uint8 images \(2, 3, 9, 9\)"):
         load("bad")
 
@@ -235,7 +234,7 @@ def test_sorted_parquet_slices_hold_every_class(isolated: Path, monkeypatch: pyt
     labels = np.repeat(np.arange(10), 100)  # sorted: the last 100 rows are all class 9
     write_parquet(root / "cifar10" / "test.parquet", random_images(1000, (3, 32, 32)), labels)
     monkeypatch.setenv("SSLSTEAL_DATA", str(root))
-    monkeypatch.setitem(data.DATASETS, "cifar10", dataclasses.replace(data.DATASETS["cifar10"], sizes={"train": 50_000, "test": 1000}))
+    monkeypatch.setitem(DATASETS._items, "cifar10", dataclasses.replace(DATASETS["cifar10"], sizes={"train": 50_000, "test": 1000}))
     tail = load("cifar10:test[900:]")
     assert len(tail) == 100 and len(np.unique(tail.labels.numpy())) == 10
 
@@ -376,6 +375,6 @@ def test_provided_arrays_serve_load_without_the_disk_cache(tmp_path: Path, monke
     part = data.load("synthetic:test", size=2, seed=0)
     assert len(part) == 2 and part.images.is_contiguous()
     assert not (tmp_path / "empty-cache").exists()  # nothing decoded or cached
-    assert data.load("synthetic:train").images.shape[0] == data.SYNTHETIC_SIZES["train"]  # others still load normally
+    assert data.load("synthetic:train").images.shape[0] == DATASETS["synthetic"].sizes["train"]  # others still load normally
     arrays = data.arrays("synthetic:test")
     assert np.shares_memory(arrays[0], images)  # no copy on the way through

@@ -7,8 +7,9 @@ import pickle
 import pytest
 import torch
 
-from sslsteal.config import ConfigError
-from sslsteal.victim.defenses import DEFENSES, B4BDefense, Defense, build_defense, detection_rates
+from sslsteal.specs.base import ConfigError
+from sslsteal.specs.defenses import DEFENSES
+from sslsteal.victim.defenses import B4BDefense, Defense, build_defense, detection_rates
 
 DIM = 32
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sslsteal.config import ConfigError, load, read_yaml
+from sslsteal.specs.base import ConfigError, load, read_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 TOP = ("sslsteal", "sweeps", "docs", "tests", "benchmarks", "dashboards", ".ci")
@@ -46,11 +46,12 @@ def test_path_finder_sees_paths_and_skips_placeholders() -> None:
 
 @pytest.mark.parametrize("path", YAMLS, ids=lambda p: str(p.relative_to(REPO)))
 def test_every_sweeps_yaml_validates(path: Path) -> None:
-    from sslsteal.optimize_spec import plan_optimize
-    from sslsteal.protocol import protocol_problems
-    from sslsteal.run import RunSpec, victim_source
-    from sslsteal.sweep_spec import plan_sweep
-    from sslsteal.victim.spec import VictimSpec
+    from sslsteal.specs.optimize import plan_optimize
+    from sslsteal.specs.protocol import protocol_problems
+    from sslsteal.specs.steal import StealSpec
+    from sslsteal.specs.sweep import plan_sweep
+    from sslsteal.specs.victim import VictimSpec
+    from sslsteal.steal import victim_source
 
     raw = read_yaml(path)
     if "optimize" in raw:
@@ -58,7 +59,7 @@ def test_every_sweeps_yaml_validates(path: Path) -> None:
     elif "name" in raw and "attack" in raw:
         plan_sweep(path)
     elif "attack" in raw:
-        spec = load(RunSpec, path)
+        spec = load(StealSpec, path)
         victim, _ = victim_source(spec.victim, base=path.parent)
         problems = protocol_problems(spec.attack, spec.evaluate, victim)
         if problems:

@@ -9,8 +9,9 @@ import yaml
 from conftest import REPO
 
 from sslsteal.cli import main
-from sslsteal.config import load
-from sslsteal.run import RunSpec, run_steal
+from sslsteal.specs.base import load
+from sslsteal.specs.steal import StealSpec
+from sslsteal.steal import run_steal
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +28,7 @@ def test_steal_tiny_victim_on_cifar10(cifar_root: Path, tmp_path: Path, capsys: 
     table = capsys.readouterr().out
     assert "queries used 1000" in table and "cifar10" in table
 
-    result = run_steal(load(RunSpec, path), config_path=path, progress=False)  # victim now cached: no retraining
+    result = run_steal(load(StealSpec, path), config_path=path, progress=False)  # victim now cached: no retraining
     m = result["metrics"]
     assert m["queries_used"] == 1000
     assert 10.0 < m["acc.cifar10"] < 100.0 and 10.0 < m["victim_acc.cifar10"] < 100.0
@@ -44,8 +45,8 @@ def test_ownership_honest_encoders_pass_a_stolen_copy_is_flagged(cifar_root: Pat
     are flagged by no test, while a copy stolen through the API is flagged by the watermark test."""
     import json
 
-    from sslsteal.reference import get_references, reference_spec
-    from sslsteal.run import resolve_victim
+    from sslsteal.steal import resolve_victim
+    from sslsteal.victim.reference import get_references, reference_spec
 
     victim_yaml = REPO / "sweeps" / "victims" / "tiny.yaml"
     tests = ["watermark", "dataset_inference", "dataset_inference_gmm", "noise_ball", "distance"]
@@ -98,8 +99,8 @@ def test_ownership_honest_encoders_pass_a_stolen_copy_is_flagged(cifar_root: Pat
 
     # the tests' public images: none in the victim's training set, none the attacker queried (its whole pool)
     from sslsteal import data
-    from sslsteal.data import parse_ref
-    from sslsteal.run import evidence_images
+    from sslsteal.specs.datasets import parse_ref
+    from sslsteal.steal import evidence_images
 
     private, public = evidence_images(victim.spec, 1000, str(cifar_root), 0, parse_ref("cifar10:test[:9000]"))
     trained = data.load(victim.spec.data, root=str(cifar_root), size=victim.spec.train_images, seed=victim.spec.seed)

@@ -10,9 +10,11 @@ import torch
 
 from sslsteal import baselines
 from sslsteal.baselines import RANDOM_INITS, random_accuracies, random_encoder, random_floor
-from sslsteal.config import ConfigError, parse
-from sslsteal.data import ImageSet, parse_ref
-from sslsteal.evaluate import ProbeData, ProbeSpec, extract_features, fidelity, knn_accuracy, linear_probe, probe, probe_data, wilson_interval
+from sslsteal.data import ImageSet
+from sslsteal.evaluate import ProbeData, extract_features, fidelity, knn_accuracy, linear_probe, probe, probe_data, wilson_interval
+from sslsteal.specs.base import ConfigError, parse
+from sslsteal.specs.datasets import parse_ref
+from sslsteal.specs.evaluate import ProbeSpec
 
 
 def test_linear_probe_separates_separable_features() -> None:

@@ -8,9 +8,9 @@ from conftest import tiny_victim_spec
 
 from sslsteal.evaluate import probe_data
 from sslsteal.legit import legit_accuracy
+from sslsteal.specs.victim import VictimSpec
 from sslsteal.victim.errors import QueryBudgetExceeded
 from sslsteal.victim.service import VictimService
-from sslsteal.victim.spec import VictimSpec
 from sslsteal.victim.train import get_or_train
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from sslsteal.losses import KINDS, LOSSES, make_loss, register_loss
+from sslsteal.losses import is_module, make_loss
 from sslsteal.losses.barlow import EPS as BARLOW_EPS
 from sslsteal.losses.barlow import barlow
 from sslsteal.losses.cosine import cosine
@@ -23,6 +23,7 @@ from sslsteal.losses.sliced_wasserstein import sliced_wasserstein
 from sslsteal.losses.softnn import softnn
 from sslsteal.losses.supcon import supcon
 from sslsteal.losses.wasserstein import wasserstein
+from sslsteal.specs.losses import KINDS, LOSSES
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -488,11 +489,11 @@ def test_shape_errors():
 def test_registry_holds_exactly_the_ten_losses():
     assert set(LOSSES) == NAMES
     for name, entry in LOSSES.items():
-        assert entry.name == name and entry.kind in KINDS
+        assert LOSSES.implementation(name) is not None and entry.kind in KINDS
         assert entry.description and "\n" not in entry.description
         assert entry.needs_labels == (name == "supcon")
-        assert entry.is_module == (name == "simsiam")
-    assert {n: LOSSES[n].hparams for n in ("infonce", "infonce_cross", "softnn", "wasserstein", "sliced_wasserstein")} == {
+        assert is_module(name) == (name == "simsiam")
+    assert {n: LOSSES[n]().model_dump() for n in ("infonce", "infonce_cross", "softnn", "wasserstein", "sliced_wasserstein")} == {
         "infonce": {"temperature": 0.07},
         "infonce_cross": {"temperature": 0.1},
         "softnn": {"temperature": 0.1, "relative": True},
@@ -501,14 +502,22 @@ def test_registry_holds_exactly_the_ten_losses():
     }
 
 
-def test_register_rejects_unchecked_hyperparameters():
+def test_implementations_must_fit_their_declaration(monkeypatch):
     def sloppy(stolen, victim, *, alpha: float = 1.0):  # pragma: no cover - never called
         return stolen
 
+    def cooler(stolen, victim, *, temperature: float = 0.5):  # pragma: no cover - never called
+        return stolen
+
+    monkeypatch.setattr(LOSSES, "_impls", {k: v for k, v in LOSSES._impls.items() if k not in ("mse", "infonce")})
     with pytest.raises(TypeError, match="keyword-only parameters"):
-        register_loss("sloppy", kind="quadratic", description="x")(sloppy)
-    with pytest.raises(ValueError, match="already registered"):
-        register_loss("mse", kind="quadratic", description="x")(sloppy)
+        LOSSES.implements("mse")(sloppy)
+    with pytest.raises(TypeError, match="defaults of"):
+        LOSSES.implements("infonce")(cooler)
+    with pytest.raises(KeyError, match="not declared"):
+        LOSSES.implements("sloppy")(sloppy)
+    with pytest.raises(ValueError, match="implemented twice"):
+        LOSSES.implements("softnn")(sloppy)
     assert "sloppy" not in LOSSES
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sslsteal.models import ENCODERS, AugmentationPredictor, ProjectionHead, build_encoder, count_parameters
+from sslsteal.models import AugmentationPredictor, ProjectionHead, build_encoder, count_parameters
+from sslsteal.specs.encoders import ENCODERS
 
 
 @pytest.mark.parametrize("name,dim", [("small_cnn", 256), ("resnet18", 512), ("resnet34", 512), ("resnet50", 2048)])

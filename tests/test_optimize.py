@@ -18,8 +18,8 @@ import yaml
 from conftest import REPO
 
 from sslsteal.cli import main
-from sslsteal.config import ConfigError
-from sslsteal.optimize_spec import OptimizePlan, cover_points, plan_optimize
+from sslsteal.specs.base import ConfigError
+from sslsteal.specs.optimize import OptimizePlan, cover_points, plan_optimize
 
 CPU_FILE = REPO / "sweeps" / "cpu" / "best_loss_per_budget.yaml"
 TINY = str(REPO / "sweeps" / "victims" / "tiny.yaml")

@@ -15,9 +15,10 @@ import torch.nn.functional as F
 from sslsteal import data
 from sslsteal.augment import to_float, watermark_views
 from sslsteal.models import Encoder, build_encoder
-from sslsteal.ownership import MIN_REFERENCES, OWNERSHIP_TESTS, Evidence, OwnershipResult, OwnershipTest, Score, prediction_t, run_test, run_tests
+from sslsteal.ownership import MIN_REFERENCES, Evidence, OwnershipResult, OwnershipTest, Score, prediction_t, run_test, run_tests
+from sslsteal.specs.evaluate import OWNERSHIP_TESTS
+from sslsteal.specs.victim import VictimSpec
 from sslsteal.victim.checkpoint import Victim, build_victim
-from sslsteal.victim.spec import VictimSpec
 
 ALL_TESTS = {"watermark", "dataset_inference", "dataset_inference_gmm", "noise_ball", "distance"}
 
@@ -222,7 +223,7 @@ def watermarked(cifar_root: Path) -> tuple[Victim, torch.Tensor]:
 
 
 def score(name: str, ev: Evidence, encoder: object) -> Score:
-    return OWNERSHIP_TESTS[name].score(ev, encoder)  # type: ignore[arg-type]
+    return OWNERSHIP_TESTS.implementation(name).score(ev, encoder)  # type: ignore[arg-type]
 
 
 def test_watermark_score_is_the_success_rate_with_an_exact_binomial_p(watermarked: tuple[Victim, torch.Tensor]) -> None:
@@ -244,9 +245,9 @@ def test_watermark_score_is_the_success_rate_with_an_exact_binomial_p(watermarke
 def test_watermark_flags_a_copy_calibrated_on_independent_encoders(watermarked: tuple[Victim, torch.Tensor]) -> None:
     victim, images = watermarked
     references = [random_encoder(i) for i in (1, 2, 3)]
-    copied = run_test(OWNERSHIP_TESTS["watermark"], evidence(victim, perturbed_copy(victim.encoder), references, images))
+    copied = run_test(OWNERSHIP_TESTS.implementation("watermark"), evidence(victim, perturbed_copy(victim.encoder), references, images))
     assert copied.verdict == "stolen" and copied.effect > 0.05 and copied.details["victim_p"] < 0.05
-    stranger = run_test(OWNERSHIP_TESTS["watermark"], evidence(victim, random_encoder(4), references, images))
+    stranger = run_test(OWNERSHIP_TESTS.implementation("watermark"), evidence(victim, random_encoder(4), references, images))
     assert stranger.verdict != "stolen"
 
 
@@ -264,7 +265,7 @@ def test_distance_is_the_mean_distance_of_normalised_representations(victim: Vic
     assert score("distance", ev, other).value == pytest.approx(float((a - b).norm(dim=1).mean()), rel=1e-5)
     assert score("distance", ev, victim.encoder).value == pytest.approx(0.0, abs=1e-6)
     assert score("distance", ev, lambda x: 3.0 * victim.encoder(x)).value == pytest.approx(0.0, abs=1e-5)  # scale-free
-    copied = run_test(OWNERSHIP_TESTS["distance"], evidence(victim, perturbed_copy(victim.encoder), [random_encoder(i) for i in (1, 2, 3)], images))
+    copied = run_test(OWNERSHIP_TESTS.implementation("distance"), evidence(victim, perturbed_copy(victim.encoder), [random_encoder(i) for i in (1, 2, 3)], images))
     assert copied.verdict == "stolen" and copied.effect > 0 and copied.details["score"] < copied.details["reference_mean"]
 
 
@@ -285,7 +286,7 @@ def test_noise_ball_is_scale_free_and_calmer_for_a_smoothed_encoder(victim: Vict
     blurred = lambda x: victim.encoder(F.avg_pool2d(x, 5, stride=1, padding=2))
     assert score("noise_ball", ev, blurred).value < own
     with pytest.raises(ValueError, match="at least 2 noisy copies"):
-        OWNERSHIP_TESTS["noise_ball"].score(ev, victim.encoder, copies=1)  # type: ignore[call-arg]
+        OWNERSHIP_TESTS.implementation("noise_ball").score(ev, victim.encoder, copies=1)  # type: ignore[call-arg]
 
 
 def flat_and_noisy(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,16 +10,21 @@ import pytest
 import torch
 from conftest import tiny_victim_spec
 
-from sslsteal import attack, data, protocol
-from sslsteal.attack import AttackSpec, attacker_encoder
+from sslsteal import attack, data
+from sslsteal.attack import attacker_encoder
 from sslsteal.baselines import random_encoder
-from sslsteal.config import ConfigError, parse
-from sslsteal.data import ImageSet, parse_ref
-from sslsteal.protocol import ProtocolError, check_disjoint, protocol_problems
-from sslsteal.run import EvaluateSpec, RunSpec, query_images, steal_and_evaluate
+from sslsteal.data import ImageSet
 from sslsteal.seeding import derive_seed
+from sslsteal.specs import protocol
+from sslsteal.specs.attack import AttackSpec
+from sslsteal.specs.base import ConfigError, parse
+from sslsteal.specs.datasets import parse_ref
+from sslsteal.specs.evaluate import EvaluateSpec
+from sslsteal.specs.protocol import ProtocolError, check_disjoint, protocol_problems
+from sslsteal.specs.steal import StealSpec
+from sslsteal.specs.victim import VictimSpec
+from sslsteal.steal import query_images, steal_and_evaluate
 from sslsteal.victim.checkpoint import build_victim
-from sslsteal.victim.spec import VictimSpec
 
 
 def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -77,8 +82,8 @@ def test_check_disjoint_raises_on_any_shared_image() -> None:
         check_disjoint("ownership public images", whole.take(slice(0, 10)), whole.take(slice(8, 12)), against="in the victim's training set")
 
 
-def _spec(tmp_path: Path, attack_: dict, evaluate: dict) -> RunSpec:
-    return parse(RunSpec, {"victim": tiny_victim_spec(), "attack": attack_, "evaluate": evaluate})
+def _spec(tmp_path: Path, attack_: dict, evaluate: dict) -> StealSpec:
+    return parse(StealSpec, {"victim": tiny_victim_spec(), "attack": attack_, "evaluate": evaluate})
 
 
 def test_validation_refuses_a_pool_that_leaves_nothing_to_score(tmp_path: Path) -> None:
@@ -113,7 +118,7 @@ def test_every_scored_set_is_disjoint_from_the_queries(monkeypatch: pytest.Monke
     )
     victim = build_victim(victim_spec).eval()
     spec = parse(
-        RunSpec,
+        StealSpec,
         {
             "victim": victim_spec.model_dump(),
             "attack": {"loss": "mse", "queries": 250, "query_data": "synthetic:test[:300]", "epochs": 1, "batch_size": 64},
@@ -141,7 +146,7 @@ def test_overlap_fails_loudly_when_evaluation_would_score_queried_images(monkeyp
     monkeypatch.setattr(ImageSet, "without", lambda self, pool: self)
     victim_spec = VictimSpec.model_validate(tiny_victim_spec())
     victim = build_victim(victim_spec).eval()
-    spec = parse(RunSpec, {"victim": victim_spec.model_dump(), "attack": {"loss": "mse", "queries": 100, "query_data": "synthetic:test[:300]", "epochs": 1}})
+    spec = parse(StealSpec, {"victim": victim_spec.model_dump(), "attack": {"loss": "mse", "queries": 100, "query_data": "synthetic:test[:300]", "epochs": 1}})
     with pytest.raises(ProtocolError, match="probe test set"):
         steal_and_evaluate(spec, victim, lambda x: victim.embed(x), torch.device("cpu"))
 
@@ -189,7 +194,7 @@ def test_the_pruning_monitor_never_holds_pool_images() -> None:
 
 def test_the_reference_encoder_is_independent_of_the_victim() -> None:
     """Another init, another training subset and data order: the reference trains from its own raw seed."""
-    from sslsteal.reference import reference_spec
+    from sslsteal.victim.reference import reference_spec
 
     victim = VictimSpec.model_validate(tiny_victim_spec(train_images=256))
     reference = reference_spec(victim)
@@ -201,7 +206,7 @@ def test_the_reference_encoder_is_independent_of_the_victim() -> None:
 
 
 def test_numbered_references_are_independent_of_each_other() -> None:
-    from sslsteal.reference import reference_spec
+    from sslsteal.victim.reference import reference_spec
 
     victim = VictimSpec.model_validate(tiny_victim_spec())
     specs = [reference_spec(victim, i) for i in (1, 2, 3)]

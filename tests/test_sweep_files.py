@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from sslsteal.cli import main
-from sslsteal.config import load
-from sslsteal.sweep_spec import SweepPlan, plan_sweep
-from sslsteal.victim.spec import VictimSpec
+from sslsteal.specs.base import load
+from sslsteal.specs.sweep import SweepPlan, plan_sweep
+from sslsteal.specs.victim import VictimSpec
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEPS = REPO / "sweeps"
@@ -166,7 +166,7 @@ def test_tune_expands_each_file_to_its_trial_count() -> None:
     pytest.importorskip("ray.tune")
     from ray.tune.search.variant_generator import generate_variants
 
-    from sslsteal.search_space import to_param_space
+    from sslsteal.specs.search_space import to_param_space
 
     for path in ALL_FILES:
         plan = plan_sweep(path)
@@ -197,7 +197,7 @@ def test_planning_starts_no_ray_and_reads_no_data(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from sslsteal.sweep_spec import plan_sweep\n"
+        "from sslsteal.specs.sweep import plan_sweep\n"
         f"for p in {[str(p) for p in ALL_FILES]!r}:\n"
         "    plan_sweep(p)\n"
         "assert 'ray' not in sys.modules, 'planning imported ray'\n"

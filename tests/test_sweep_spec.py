@@ -9,9 +9,9 @@ import yaml
 from conftest import tiny_victim_spec
 
 from sslsteal.cli import main
-from sslsteal.config import ConfigError
-from sslsteal.search_space import SearchSpace, find_spaces, parse_space, preview, to_param_space, trial_count
-from sslsteal.sweep_spec import plan_sweep
+from sslsteal.specs.base import ConfigError
+from sslsteal.specs.search_space import SearchSpace, find_spaces, parse_space, preview, to_param_space, trial_count
+from sslsteal.specs.sweep import plan_sweep
 
 
 def _sweep(tmp_path: Path, **sections: object) -> Path:

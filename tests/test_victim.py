@@ -8,10 +8,10 @@ import pytest
 import torch
 from conftest import REPO, tiny_victim_spec
 
-from sslsteal.config import ConfigError, load, parse
+from sslsteal.specs.base import ConfigError, load, parse
+from sslsteal.specs.victim import VictimSpec
 from sslsteal.victim import train as victim_train
 from sslsteal.victim.checkpoint import checkpoint_hash, load_victim, save_victim
-from sslsteal.victim.spec import VictimSpec
 from sslsteal.victim.train import get_or_train, nt_xent, train_victim
 from sslsteal.watermark import watermark_accuracy
 
@@ -88,7 +88,7 @@ SHIPPED = sorted((REPO / "sweeps" / "victims" / "checkpoints").glob("*/checkpoin
 
 @pytest.mark.parametrize("checkpoint", SHIPPED, ids=[p.parent.name for p in SHIPPED])
 def test_shipped_checkpoint_matches_its_config(checkpoint: Path) -> None:
-    from sslsteal.reference import reference_spec
+    from sslsteal.victim.reference import reference_spec
 
     victim = load_victim(checkpoint)
     base, ref, index = victim.spec.name.partition("-ref")  # a shipped reference encoder is derived from its victim's config
@@ -101,7 +101,7 @@ def test_shipped_checkpoint_matches_its_config(checkpoint: Path) -> None:
 
 
 def test_reference_encoder_is_derived_and_found_beside_the_shipped_victim() -> None:
-    from sslsteal.reference import find_references, reference_spec
+    from sslsteal.victim.reference import find_references, reference_spec
 
     shipped = REPO / "sweeps" / "victims" / "checkpoints"
     victim = load_victim(shipped / "cifar10-cpu-wm-331374b057ed")

@@ -1,9 +1,9 @@
 """Stealing losses: compare the stolen encoder's outputs with the victim's on the same images.
 
-`make_loss(name, dim, **hparams)` returns a callable `loss(stolen, victim) -> scalar`. When the
-entry is an nn.Module (LOSSES[name].is_module, e.g. simsiam) the caller must add
-`loss.parameters()` to its optimizer; when LOSSES[name].needs_labels (supcon) the caller passes
-`labels=` with each call.
+Declared, with their hyperparameters, in `sslsteal.specs.losses`; one file per loss here. `make_loss(name, dim,
+**hparams)` returns a callable `loss(stolen, victim) -> scalar`. When the implementation is an nn.Module
+(`is_module(name)`, e.g. simsiam) the caller must add `loss.parameters()` to its optimizer; when
+`LOSSES[name].needs_labels` (supcon) the caller passes `labels=` with each call.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 
-from sslsteal.registry import unknown_name
+from sslsteal.specs.losses import KINDS, LOSSES, loss_params
 
-from . import (  # noqa: F401  (register)
+from . import (  # noqa: F401  (attach the implementations)
     barlow,
     cosine,
     infonce,
@@ -28,25 +28,20 @@ from . import (  # noqa: F401  (register)
     supcon,
     wasserstein,
 )
-from .registry import KINDS, LOSSES, LossEntry, positive_int, register_loss
 
-__all__ = ["KINDS", "LOSSES", "LossEntry", "make_loss", "register_loss"]
+__all__ = ["KINDS", "LOSSES", "is_module", "make_loss"]
+
+
+def is_module(name: str) -> bool:
+    """Whether loss `name` is an nn.Module with parameters of its own (trained with the stolen encoder)."""
+    impl = LOSSES.implementation(name)
+    return isinstance(impl, type) and issubclass(impl, nn.Module)
 
 
 def make_loss(name: str, dim: int, **hparams: Any) -> Callable[..., Tensor]:
     """Build the loss `name` for `dim`-dimensional representations, validating its hyperparameters."""
-    entry = LOSSES.get(name)
-    if entry is None:
-        raise ValueError(unknown_name("loss", name, LOSSES))
-    if not positive_int.ok(dim):
-        raise ValueError(f"loss {name!r}: dim must be {positive_int.expected}, got {dim!r}")
-    for key, value in hparams.items():
-        check = entry.checks.get(key)
-        if check is None:
-            accepted = ", ".join(entry.hparams) or "(none)"
-            raise ValueError(f"loss {name!r} has no hyperparameter {key!r}; accepted: {accepted}")
-        if not check.ok(value):
-            raise ValueError(f"loss {name!r}: {key} must be {check.expected}, got {value!r}")
-    if entry.is_module:
-        return entry.fn(dim, **hparams)
-    return functools.partial(entry.fn, **hparams)
+    params = loss_params(name, hparams).model_dump()
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
+        raise ValueError(f"loss {name!r}: dim must be a positive integer, got {dim!r}")
+    impl = LOSSES.implementation(name)
+    return impl(dim, **params) if is_module(name) else functools.partial(impl, **params)

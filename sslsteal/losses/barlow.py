@@ -6,7 +6,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .registry import check_pair, non_negative, register_loss
+from sslsteal.specs.losses import LOSSES
+
+from .checks import check_pair
 
 EPS = 1e-5  # added to each dim's variance so constant dims standardise to zero instead of NaN
 
@@ -15,12 +17,7 @@ def _standardise(x: Tensor) -> Tensor:
     return (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + EPS)
 
 
-@register_loss(
-    "barlow",
-    kind="symmetrized",
-    description="Barlow Twins: cross-correlation of standardised batches pushed to the identity",
-    checks={"lambd": non_negative},
-)
+@LOSSES.implements("barlow")
 def barlow(stolen: Tensor, victim: Tensor, *, lambd: float = 5e-3) -> Tensor:
     """sum_i (1 - C_ii)^2 + lambd * sum_{i != j} C_ij^2 with C = S^T V / N over standardised S, V."""
     check_pair(stolen, victim)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from .registry import check_pair, register_loss
+from sslsteal.specs.losses import LOSSES
+
+from .checks import check_pair
 
 
-@register_loss("cosine", kind="quadratic", description="1 - mean cosine similarity of paired rows")
+@LOSSES.implements("cosine")
 def cosine(stolen: Tensor, victim: Tensor) -> Tensor:
     """1 - mean_i cos(stolen_i, victim_i); ignores the scale of each row."""
     check_pair(stolen, victim)

@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .registry import check_pair, positive, register_loss
+from sslsteal.specs.losses import LOSSES
+
+from .checks import check_pair
 
 
 def partners(n: int, device: torch.device) -> Tensor:
@@ -16,12 +18,7 @@ def partners(n: int, device: torch.device) -> Tensor:
     return torch.arange(2 * n, device=device).roll(n)
 
 
-@register_loss(
-    "infonce",
-    kind="contrastive",
-    description="NT-Xent over the 2N stolen+victim points: partner = positive, the other 2N-2 = negatives",
-    checks={"temperature": positive},
-)
+@LOSSES.implements("infonce")
 def infonce(stolen: Tensor, victim: Tensor, *, temperature: float = 0.07) -> Tensor:
     """-mean_i log softmax_{k != i}(<x_i, x_k> / T)[partner(i)] over x = L2-normalised concat(stolen, victim)."""
     check_pair(stolen, victim)

@@ -8,15 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .registry import check_pair, positive, register_loss
+from sslsteal.specs.losses import LOSSES
+
+from .checks import check_pair
 
 
-@register_loss(
-    "infonce_cross",
-    kind="contrastive",
-    description="symmetric cross-encoder InfoNCE (negatives from the other encoder only), cosine logits / temperature",
-    checks={"temperature": positive},
-)
+@LOSSES.implements("infonce_cross")
 def infonce_cross(stolen: Tensor, victim: Tensor, *, temperature: float = 0.1) -> Tensor:
     """Average of the stolen->victim and victim->stolen cross-entropies of <s_i, v_j> / T."""
     check_pair(stolen, victim)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .registry import check_pair, register_loss
+from sslsteal.specs.losses import LOSSES
+
+from .checks import check_pair
 
 
-@register_loss("mse", kind="quadratic", description="mean squared error over batch and dims")
+@LOSSES.implements("mse")
 def mse(stolen: Tensor, victim: Tensor) -> Tensor:
     """mean_{i,d} (stolen_id - victim_id)^2; the victim side is a constant."""
     check_pair(stolen, victim)

@@ -6,19 +6,16 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .registry import check_pair, positive_int, register_loss
+from sslsteal.specs.losses import LOSSES
+
+from .checks import check_pair
 
 
 def _neg_cosine(p: Tensor, z: Tensor) -> Tensor:
     return -F.cosine_similarity(p, z.detach(), dim=1).mean()
 
 
-@register_loss(
-    "simsiam",
-    kind="symmetrized",
-    description="SimSiam: MLP predictor, symmetrized negative cosine with stop-gradient",
-    checks={"pred_dim": positive_int},
-)
+@LOSSES.implements("simsiam")
 class SimSiamLoss(nn.Module):
     """0.5 * D(h(s), sg(v)) + 0.5 * D(h(v), sg(s)), D = -mean cosine; h = dim -> pred_dim -> dim MLP.
 

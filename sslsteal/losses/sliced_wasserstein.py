@@ -8,16 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .registry import check_pair, positive_int, register_loss
+from sslsteal.specs.losses import LOSSES
+
+from .checks import check_pair
 
 
-@register_loss(
-    "sliced_wasserstein",
-    kind="distributional",
-    description="squared sliced 2-Wasserstein distance between the two batches (ignores pairing)",
-    checks={"num_projections": positive_int},
-    call_args=("projections",),
-)
+@LOSSES.implements("sliced_wasserstein")
 def sliced_wasserstein(stolen: Tensor, victim: Tensor, *, num_projections: int = 128, projections: Tensor | None = None) -> Tensor:
     """Mean over K unit directions and sorted batch positions of (sort(s.u) - sort(v.u))^2.
 

@@ -9,8 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sslsteal.specs.losses import LOSSES
+
+from .checks import check_pair
 from .infonce import partners
-from .registry import boolean, check_pair, positive, register_loss
 
 
 def victim_spread(victim: Tensor) -> Tensor:
@@ -20,12 +22,7 @@ def victim_spread(victim: Tensor) -> Tensor:
     return (2 * centred.pow(2).sum(1).mean()).clamp_min(torch.finfo(victim.dtype).eps)
 
 
-@register_loss(
-    "softnn",
-    kind="contrastive",
-    description="soft nearest neighbour loss on squared Euclidean distances of the 2N points, partner = positive",
-    checks={"temperature": positive, "relative": boolean},
-)
+@LOSSES.implements("softnn")
 def softnn(stolen: Tensor, victim: Tensor, *, temperature: float = 0.1, relative: bool = True) -> Tensor:
     """-mean_i log( exp(-d_ip(i) / t) / sum_{k != i} exp(-d_ik / t) ), d = squared Euclidean distances over
     x = concat(stolen, victim), t = temperature * victim_spread(victim) (relative) or temperature (raw)."""

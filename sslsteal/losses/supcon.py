@@ -7,16 +7,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .registry import check_pair, positive, register_loss
+from sslsteal.specs.losses import LOSSES
+
+from .checks import check_pair
 
 
-@register_loss(
-    "supcon",
-    kind="supervised-contrastive",
-    description="SupCon: stolen anchors vs victim and stolen candidates, positives share a label",
-    checks={"temperature": positive},
-    needs_labels=True,
-)
+@LOSSES.implements("supcon")
 def supcon(stolen: Tensor, victim: Tensor, *, labels: Tensor | None = None, temperature: float = 0.1) -> Tensor:
     """mean_i -1/|P(i)| sum_{p in P(i)} log softmax_{a != i}(s_i.c_a / T)[p]; labels=None makes
     every image its own class (one positive per anchor: its victim row)."""

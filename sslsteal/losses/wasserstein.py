@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .registry import boolean, check_pair, register_loss
+from sslsteal.specs.losses import LOSSES
+
+from .checks import check_pair
 
 EPS = 1e-14  # added to each row's sum (as in the paper's code) so an all-zero row maps to zero mass, not NaN
 
@@ -19,12 +21,7 @@ def to_distribution(x: Tensor, softmax: bool) -> Tensor:
     return x / (x.sum(dim=1, keepdim=True) + EPS)
 
 
-@register_loss(
-    "wasserstein",
-    kind="distributional",
-    description="per-pair W1 between rows read as distributions over their dims: sum |CDF_s - CDF_v|, batch mean",
-    checks={"softmax": boolean},
-)
+@LOSSES.implements("wasserstein")
 def wasserstein(stolen: Tensor, victim: Tensor, *, softmax: bool = False) -> Tensor:
     """mean_i sum_d |cumsum(p(s_i))_d - cumsum(p(v_i))_d| with p = x / sum(x) (default) or softmax(x).
 

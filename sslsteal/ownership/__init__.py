@@ -5,8 +5,9 @@ those of independently trained references and says `stolen`, `not stolen` or `in
 """
 
 from sslsteal.ownership import scores as _scores  # noqa: F401  (registers the tests)
-from sslsteal.ownership.calibrate import MIN_REFERENCES, OWNERSHIP_TESTS, OwnershipTest, ownership_test, prediction_t, run_test, run_tests
+from sslsteal.ownership.calibrate import MIN_REFERENCES, OwnershipTest, ownership_test, prediction_t, run_test, run_tests
 from sslsteal.ownership.evidence import Evidence, OwnershipResult, Score, Verdict
+from sslsteal.specs.evaluate import OWNERSHIP_TESTS
 
 __all__ = [
     "MIN_REFERENCES",

@@ -19,7 +19,7 @@ import numpy as np
 
 from sslsteal.models import Embed
 from sslsteal.ownership.evidence import Evidence, OwnershipResult, Score
-from sslsteal.registry import Registry, unknown_name
+from sslsteal.specs.evaluate import OWNERSHIP_TESTS
 
 MIN_REFERENCES = 3
 Side = Literal["greater", "less"]
@@ -37,14 +37,11 @@ class OwnershipTest:
     victim_control: bool
 
 
-OWNERSHIP_TESTS: Registry[OwnershipTest] = Registry("ownership test")
-
-
 def ownership_test(name: str, *, stolen_if: Side, victim_control: bool) -> Callable[[Scorer], Scorer]:
-    """Register a score function as ownership test `name`."""
+    """Attach a score function as the implementation of the declared ownership test `name`."""
 
     def decorate(score: Scorer) -> Scorer:
-        OWNERSHIP_TESTS.register(name)(OwnershipTest(name, score, stolen_if, victim_control))
+        OWNERSHIP_TESTS.implements(name)(OwnershipTest(name, score, stolen_if, victim_control))
         return score
 
     return decorate
@@ -115,8 +112,5 @@ def run_test(test: OwnershipTest, evidence: Evidence) -> OwnershipResult:
 
 def run_tests(names: list[str], evidence: Evidence) -> dict[str, OwnershipResult]:
     """Run the named tests (every name is checked before any runs) and return their results by name."""
-    unknown = [n for n in names if n not in OWNERSHIP_TESTS]
-    if unknown:
-        raise ValueError(unknown_name("ownership test", unknown[0], OWNERSHIP_TESTS))
-    tests = [OWNERSHIP_TESTS[name] for name in names]
+    tests = [OWNERSHIP_TESTS.implementation(name) for name in OWNERSHIP_TESTS.check_all(names)]
     return {test.name: run_test(test, evidence) for test in tests}

@@ -19,7 +19,7 @@ import torch
 from sslsteal.augment import to_float
 from sslsteal.fileio import atomic_write
 from sslsteal.models import AugmentationPredictor, Encoder, ProjectionHead, build_encoder
-from sslsteal.victim.spec import VictimSpec
+from sslsteal.specs.victim import VictimSpec
 
 CHECKPOINT = "checkpoint.pt"
 EVAL = "eval.json"

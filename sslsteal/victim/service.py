@@ -22,36 +22,12 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
 
-from sslsteal.config import StrictModel
 from sslsteal.fileio import atomic_write
+from sslsteal.specs.victim import ServiceSpec
 from sslsteal.victim import pow as hashcash
 from sslsteal.victim.defenses import Defense
 from sslsteal.victim.errors import InvalidQuery, ProofOfWorkRequired, QueryBudgetExceeded, UnknownAccount
-
-
-class ServiceSpec(StrictModel):
-    """How the victim is served: per-account budget, request limits, default defense, resources."""
-
-    budget: int = Field(10_000, gt=0, description="default per-account query budget")
-    max_batch: int = Field(1024, gt=0, description="largest number of images in one request")
-    defense: dict[str, Any] = Field(default_factory=lambda: {"name": "none"}, description="defense of accounts opened without their own")
-    pow_mode: Literal["solve", "charge"] = Field("solve", description="solve: the caller must solve HashCash; charge: record expected hashes only")
-    num_cpus: float = Field(0.0, ge=0, description="CPUs Ray reserves for the actor (its torch threads: this, at least 1); 0 leaves every CPU to the trials")
-    num_gpus: float | Literal["auto"] = Field("auto", description="GPUs for the actor (fractional allowed); auto: 1 when the cluster has a GPU, else 0")
-    resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources the actor needs, e.g. {victim_host: 1} to pin its node")
-    max_concurrency: int = Field(4, gt=0, description="requests served at once (threads)")
-    state_dir: str | None = Field(None, description="where per-account state is persisted; none: kept in memory only")
-    seed: int = 0
-
-    @field_validator("defense")
-    @classmethod
-    def _valid_defense(cls, v: dict[str, Any]) -> dict[str, Any]:
-        from sslsteal.victim.defenses import build_defense
-
-        build_defense(v)
-        return v
 
 
 @dataclass
@@ -131,7 +107,7 @@ class VictimService:
 
     def _open(self, choose_name: Callable[[], str], budget: int | None, defense: dict[str, Any] | None) -> dict[str, Any]:
         """Validate budget and defense, then create the account `choose_name()` (called under the registry lock) if new."""
-        from sslsteal.config import ConfigError
+        from sslsteal.specs.base import ConfigError
 
         if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool) or budget <= 0):
             raise InvalidQuery(f"budget must be a positive int, got {budget!r}")

@@ -12,8 +12,8 @@ from tqdm.auto import tqdm
 
 from sslsteal.augment import SimCLRAugment, to_float, watermark_views
 from sslsteal.device import select_device
+from sslsteal.specs.victim import VictimSpec
 from sslsteal.victim.checkpoint import Victim, build_victim, find_cached, save_victim, victims_dir
-from sslsteal.victim.spec import VictimSpec
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:

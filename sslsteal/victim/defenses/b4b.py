@@ -3,34 +3,23 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import Field
 from torch import Tensor
 
-from sslsteal.config import StrictModel
-from sslsteal.victim.defenses.base import DEFENSES, Defense, account_seed, no_flags, seeded_generator, standard_normal
+from sslsteal.specs.defenses import DEFENSES, B4BParams
+from sslsteal.victim.defenses.base import Defense, account_seed, no_flags, seeded_generator, standard_normal
 
 SCALE_RANGE = 2.0
 """Per-dimension secret scales are log-uniform in [1/SCALE_RANGE, SCALE_RANGE]."""
 
 
-@DEFENSES.register("b4b")
+@DEFENSES.implements("b4b")
 class B4BDefense(Defense):
     """Answers T_account(out + N(0, sigma(coverage))) with sigma = sigma0 + alpha * coverage**beta, per query."""
 
-    class Params(StrictModel):
-        """Coverage estimate (SimHash buckets), noise calibration, and the secret per-account transformation."""
-
-        space: Literal["rep", "head"] = Field("rep", description="vectors whose buckets measure coverage")
-        n_planes: int = Field(12, ge=1, le=24, description="random hyperplanes; 2**n_planes buckets")
-        sigma0: float = Field(0.0, ge=0, allow_inf_nan=False, description="noise std at zero coverage")
-        alpha: float = Field(4.0, ge=0, allow_inf_nan=False, description="extra noise std at full coverage")
-        beta: float = Field(2.0, gt=0, allow_inf_nan=False, description="convexity: small coverage costs little")
-        transform: bool = Field(True, description="apply the secret per-account transformation")
-
-    params: Params
+    params: B4BParams
 
     def init_state(self, account: str) -> dict[str, Any]:
         """Counters, noise generator, no visited bucket yet, and the seed of the account's secret transformation."""

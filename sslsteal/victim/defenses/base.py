@@ -1,23 +1,20 @@
-"""The defense interface, its registry and `build_defense`; per-account state lives in plain dicts the service persists."""
+"""The defense interface and `build_defense` (defenses and their options are declared in `sslsteal.specs.defenses`); per-account state lives in plain dicts the service persists."""
 
 from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
-from pydantic import ValidationError
 from torch import Tensor
 
-from sslsteal.config import ConfigError, StrictModel, errors_of
-from sslsteal.registry import Registry, unknown_name
+from sslsteal.specs.base import StrictModel
+from sslsteal.specs.defenses import DEFENSES, defense_params
 
 
 class Defense(ABC):
     """One output defense; per-account state lives outside the object so the service can persist it."""
-
-    Params: ClassVar[type[StrictModel]]
 
     def __init__(self, params: StrictModel, seed: int = 0) -> None:
         self.params = params
@@ -34,9 +31,6 @@ class Defense(ABC):
     def pow_bits(self, state: dict[str, Any]) -> int:
         """Proof-of-work difficulty of the account's next request; only the `pow` defense charges any."""
         return 0
-
-
-DEFENSES: Registry[type[Defense]] = Registry("defense")
 
 
 def account_seed(seed: int, account: str, purpose: str = "") -> int:
@@ -63,12 +57,9 @@ def no_flags(out: Tensor) -> Tensor:
     return torch.zeros(out.shape[0], dtype=torch.bool, device=out.device)
 
 
-@DEFENSES.register("none")
+@DEFENSES.implements("none")
 class NoDefense(Defense):
     """Identity: the honest API the paper attacks."""
-
-    class Params(StrictModel):
-        """No options."""
 
     def apply(self, state: dict[str, Any], out: Tensor, rep: Tensor, head: Tensor) -> tuple[Tensor, Tensor]:
         state["queries"] += out.shape[0]
@@ -77,15 +68,5 @@ class NoDefense(Defense):
 
 def build_defense(config: dict[str, Any] | None, seed: int = 0) -> Defense:
     """A defense from `{"name": ..., **options}` (None -> `none`); problems raise ConfigError lines `defense.<key>: ...`."""
-    config = dict(config or {"name": "none"})
-    name = config.pop("name", None)
-    if name is None:
-        raise ConfigError(["defense.name: required key is missing"])
-    if not isinstance(name, str) or name not in DEFENSES:
-        raise ConfigError([f"defense.name: {unknown_name('defense', name, DEFENSES)}"])
-    cls = DEFENSES[name]
-    try:
-        params = cls.Params.model_validate(config)
-    except ValidationError as exc:
-        raise ConfigError(errors_of(exc, "defense.")) from None
-    return cls(params, seed)
+    name, params = defense_params(config)
+    return DEFENSES.implementation(name)(params, seed)

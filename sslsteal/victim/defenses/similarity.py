@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import Tensor
 
-from sslsteal.config import StrictModel
-from sslsteal.victim.defenses.base import DEFENSES, Defense, standard_normal
+from sslsteal.specs.defenses import DEFENSES, DetectorParams, SimilarityParams
+from sslsteal.victim.defenses.base import Defense, standard_normal
 
 PAPER_THRESHOLDS = {("head", "cosine"): 0.5, ("rep", "cosine"): 0.5, ("head", "l2"): 13.0, ("rep", "l2"): 18.0}
 """Middle rows of Tables 15 (cosine, head), 13 (l2, head) and 14 (l2, rep); cosine on rep has no table and reuses 0.5."""
 
 CHUNK = 8192
 """History rows compared per matrix product, bounding the (batch, CHUNK) score matrix."""
-
-
-class DetectorParams(StrictModel):
-    """Options of the similar-query detector."""
-
-    space: Literal["head", "rep"] = Field("head", description="compare head outputs g(f(x)) (paper's choice) or representations f(x)")
-    metric: Literal["cosine", "l2"] = Field("cosine", description="cosine: similarity > threshold flags; l2: distance < threshold flags")
-    threshold: float | None = Field(None, allow_inf_nan=False, description="flagging threshold; null takes the paper's value for (space, metric)")
-    max_history: int = Field(100_000, ge=1, description="earlier queries remembered per account; the oldest are dropped")
 
 
 class SimilarityDetector:
@@ -83,17 +73,11 @@ class DetectingDefense(Defense):
         return super().init_state(account) | self.detector.init_state()
 
 
-@DEFENSES.register("similarity")
+@DEFENSES.implements("similarity")
 class SimilarityDefense(DetectingDefense):
     """Answers flagged (near-repeat) queries with N(mean_big, sigma) noise instead of the truth (Table 12)."""
 
-    class Params(DetectorParams):
-        """Detector options plus the replacement noise; Table 12 uses mean 1000 and sigma 0..60."""
-
-        mean_big: float = Field(1000.0, allow_inf_nan=False, description="mean of the noise that replaces a flagged answer")
-        sigma: float = Field(1.0, ge=0, allow_inf_nan=False, description="standard deviation of that noise")
-
-    params: Params
+    params: SimilarityParams
 
     def apply(self, state: dict[str, Any], out: Tensor, rep: Tensor, head: Tensor) -> tuple[Tensor, Tensor]:
         state["queries"] += out.shape[0]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sslsteal.specs.victim import VictimSpec
 from sslsteal.victim.checkpoint import CHECKPOINT, Victim, checkpoint_hash, load_victim
-from sslsteal.victim.spec import VictimSpec
 
 
 def reference_spec(victim: VictimSpec, index: int = 1) -> VictimSpec:

@@ -8,81 +8,24 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from pydantic import Discriminator, Field, Tag, field_validator
 
-from sslsteal.attack import AttackSpec, BudgetedQuery, EpochCallback, StolenModel, steal
-from sslsteal.config import StrictModel, by_kind, load
-from sslsteal.data import DataRef, ImageSet
+from sslsteal.attack import BudgetedQuery, EpochCallback, StolenModel, steal
+from sslsteal.data import ImageSet
 from sslsteal.device import select_device
 from sslsteal.models import Embed
-from sslsteal.registry import unknown_name
+from sslsteal.specs.attack import AttackSpec
+from sslsteal.specs.base import load
+from sslsteal.specs.datasets import DataRef
+from sslsteal.specs.steal import StealSpec
+from sslsteal.specs.victim import VictimSpec
 from sslsteal.summary import verdict_text
 from sslsteal.victim.checkpoint import Victim, load_victim
-from sslsteal.victim.spec import VictimSpec
 
 if TYPE_CHECKING:
     from sslsteal.ownership import OwnershipResult
-
-
-class EvaluateSpec(StrictModel):
-    """What to measure on the stolen encoder."""
-
-    downstream: list[str] | None = Field(None, description="linear-evaluation datasets; the victim's when null")
-    fidelity_data: str | None = Field(None, description="held-out images for fidelity (outside the query pool); the other split of query_data when null")
-    fidelity_images: int = Field(2000, gt=0)
-    val_images: int = Field(
-        0, ge=0, description="downstream train images (outside the query pool) held out to score val_acc.<ds>, the objective a search optimises; 0 = off"
-    )
-    ownership: list[str] = Field(default_factory=list, description="ownership tests to run on the stolen encoder (docs/ownership.md)")
-    ownership_images: int = Field(
-        1000, ge=4, description="private (victim train) and public (victim test, outside the query pool) images each ownership test sees"
-    )
-    references: int = Field(
-        3, ge=3, description="independently trained references (1..N of the victim) that calibrate the ownership tests; each trains once, like the victim"
-    )
-    legit: bool = Field(False, description="also measure legit_acc: a legitimate user's accuracy through the same defense")
-    save_encoder: bool = Field(False, description="sweeps: also log the stolen encoder (a `steal --save-encoder` file) as an MLflow artifact")
-    monitor_images: int = Field(
-        0, ge=0, description="downstream train-split images for a per-epoch k-NN accuracy (val.knn_acc, with half as many scored), for pruning; 0 = off"
-    )
-
-    @field_validator("downstream")
-    @classmethod
-    def _known(cls, names: list[str] | None) -> list[str] | None:
-        from sslsteal.evaluate import known_datasets
-
-        return None if names is None else known_datasets(names)
-
-    @field_validator("fidelity_data")
-    @classmethod
-    def _known_data(cls, v: str | None) -> str | None:
-        from sslsteal.data import parse_ref
-
-        if v is not None:
-            parse_ref(v)
-        return v
-
-    @field_validator("ownership")
-    @classmethod
-    def _known_tests(cls, names: list[str]) -> list[str]:
-        from sslsteal.ownership import OWNERSHIP_TESTS
-
-        unknown = [n for n in names if n not in OWNERSHIP_TESTS]
-        if unknown:
-            raise ValueError(unknown_name("ownership test", unknown[0], OWNERSHIP_TESTS))
-        return list(dict.fromkeys(names))
-
-
-class RunSpec(StrictModel):
-    """`sslsteal steal` input: a victim (config file, inline spec or checkpoint), an attack, an evaluation."""
-
-    victim: Annotated[Annotated[str, Tag("Path")] | Annotated[VictimSpec, Tag("Spec")], Discriminator(by_kind)]
-    attack: AttackSpec
-    evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
-    data_root: str | None = None
 
 
 def victim_source(ref: str | VictimSpec, *, base: Path | None = None, data_root: str | None = None) -> tuple[VictimSpec | None, Path | None]:
@@ -133,7 +76,7 @@ def scored_images(spec: str, pool: DataRef | None, n: int, role: str, root: str 
     return data.load(spec, root=root).without(pool).at_most(n, derive_seed(0, role)).to_shape(3, 32)
 
 
-def evaluate_stolen(stolen: StolenModel, victim: Victim, spec: RunSpec, device: torch.device, baselines: Mapping[str, float] | None = None) -> dict[str, float]:
+def evaluate_stolen(stolen: StolenModel, victim: Victim, spec: StealSpec, device: torch.device, baselines: Mapping[str, float] | None = None) -> dict[str, float]:
     """Downstream accuracy with its Wilson interval, ratio and gain over the random floor per dataset, plus fidelity,
     all on images outside the query pool (checked against the images actually queried).
 
@@ -141,7 +84,7 @@ def evaluate_stolen(stolen: StolenModel, victim: Victim, spec: RunSpec, device: 
     """
     from sslsteal.baselines import baselines as measure_baselines
     from sslsteal.evaluate import extract_features, fidelity, probe, probe_data, wilson_interval
-    from sslsteal.protocol import check_disjoint, other_split
+    from sslsteal.specs.protocol import check_disjoint, other_split
 
     protocol = victim.spec.evaluate
     root = spec.data_root
@@ -180,7 +123,7 @@ def evidence_images(
     """(private, public) images for ownership tests: up to `n` the victim trained on, and up to `n` of the other split
     that neither the victim trained on nor the attacker could have queried (outside its query pool); both checked."""
     from sslsteal import data
-    from sslsteal.protocol import check_disjoint, other_split
+    from sslsteal.specs.protocol import check_disjoint, other_split
 
     trained = data.load(victim.data, root=root, size=victim.train_images, seed=victim.seed)
     private = trained.subset(min(n, len(trained)), seed).to_shape(3, 32)
@@ -238,7 +181,7 @@ def legit_metrics(query: Embed, victim: Victim, downstream: list[str], root: str
 
 def legit_queries(victim: Victim, downstream: list[str]) -> int:
     """How many images a legitimate user sends to measure `legit_acc` on `downstream` (train + test of each probe)."""
-    from sslsteal.data import DATASETS
+    from sslsteal.specs.datasets import DATASETS
 
     probe = victim.spec.evaluate
     sizes = [DATASETS[ds].sizes for ds in downstream]
@@ -246,7 +189,7 @@ def legit_queries(victim: Victim, downstream: list[str]) -> int:
 
 
 def steal_and_evaluate(
-    spec: RunSpec,
+    spec: StealSpec,
     victim: Victim,
     query: Embed,
     device: torch.device,
@@ -288,11 +231,11 @@ def steal_and_evaluate(
     return stolen, metrics
 
 
-def run_steal(spec: RunSpec, *, config_path: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+def run_steal(spec: StealSpec, *, config_path: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Steal one encoder from a local victim (no Ray) and evaluate it; metrics are named as in docs/architecture.md."""
-    from sslsteal.config import ConfigError
-    from sslsteal.protocol import protocol_problems
-    from sslsteal.reference import get_references
+    from sslsteal.specs.base import ConfigError
+    from sslsteal.specs.protocol import protocol_problems
+    from sslsteal.victim.reference import get_references
 
     source = str(config_path or "<run>")
     if spec.evaluate.legit:

@@ -30,9 +30,11 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from sslsteal.config import ConfigError, StrictModel, apply_overrides, errors_of, read_yaml
-from sslsteal.search_space import Path_, SearchSpace, find_spaces
-from sslsteal.sweep_spec import SEARCHABLE, SweepPlan, SweepSpec, validate_tree
+from sslsteal.specs.attack import AttackSpec
+from sslsteal.specs.base import ConfigError, StrictModel, apply_overrides, errors_of, read_yaml
+from sslsteal.specs.losses import LOSSES
+from sslsteal.specs.search_space import Path_, SearchSpace, find_spaces
+from sslsteal.specs.sweep import SEARCHABLE, SweepPlan, SweepSpec, validate_tree
 
 METHOD, STRATEGY, LOSS, QUERIES = ("attack", "method"), ("attack", "strategy"), ("attack", "loss"), ("attack", "queries")
 SELECTORS = (METHOD, STRATEGY, LOSS)
@@ -151,10 +153,8 @@ class OptimizeSpec(StrictModel):
 
 def _loss_hparams(loss: Any) -> set[str] | None:
     """Hyperparameters `loss` takes; None when it is not a registered loss (validation reports that)."""
-    from sslsteal.losses import LOSSES
-
     entry = LOSSES.get(loss) if isinstance(loss, str) else None
-    return None if entry is None else set(entry.hparams)
+    return None if entry is None else set(entry.model_fields)
 
 
 def forced(path: Path_, at: Mapping[str, Any]) -> Any | None:
@@ -224,8 +224,6 @@ class StudySpace:
 
     @classmethod
     def build(cls, tree: dict[str, Any], spaces: Mapping[Path_, SearchSpace]) -> StudySpace:
-        from sslsteal.attack import AttackSpec
-
         attack = tree.get("attack", {})
         selectors = {p[-1]: attack.get(p[-1], AttackSpec.model_fields[p[-1]].default) for p in SELECTORS}
         order = [p for p in SELECTORS if p in spaces] + [p for p in spaces if p not in SELECTORS]

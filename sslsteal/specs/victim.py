@@ -1,15 +1,19 @@
-"""Victim configuration: what a victim is trained on and how, and the hash that names its checkpoint."""
+"""The victim: what it is trained on and how (`VictimSpec`, whose hash names its checkpoint), and how it is
+served to attacker accounts (`ServiceSpec`)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from sslsteal.config import StrictModel
-from sslsteal.evaluate import ProbeSpec
-from sslsteal.registry import unknown_name
+from sslsteal.specs.base import StrictModel
+from sslsteal.specs.datasets import parse_spec
+from sslsteal.specs.defenses import defense_params
+from sslsteal.specs.encoders import ENCODERS
+from sslsteal.specs.evaluate import ProbeSpec
 
 HASH_EXCLUDE = {"data_root", "evaluate"}
 """Where data is read from and how the victim is evaluated do not change its weights, so they stay out of the hash."""
@@ -45,17 +49,11 @@ class VictimSpec(StrictModel):
     @field_validator("encoder")
     @classmethod
     def _known_encoder(cls, v: str) -> str:
-        from sslsteal.models import ENCODERS
-
-        if v not in ENCODERS:
-            raise ValueError(unknown_name("encoder", v, ENCODERS))
-        return v
+        return ENCODERS.check(v)
 
     @field_validator("data")
     @classmethod
     def _known_data(cls, v: str) -> str:
-        from sslsteal.data import parse_spec
-
         parse_spec(v)
         return v
 
@@ -68,3 +66,24 @@ class VictimSpec(StrictModel):
     def key(self) -> str:
         """Directory name of this victim's checkpoint: `<name>-<hash>`."""
         return f"{self.name}-{self.config_hash()}"
+
+
+class ServiceSpec(StrictModel):
+    """How the victim is served: per-account budget, request limits, default defense, resources."""
+
+    budget: int = Field(10_000, gt=0, description="default per-account query budget")
+    max_batch: int = Field(1024, gt=0, description="largest number of images in one request")
+    defense: dict[str, Any] = Field(default_factory=lambda: {"name": "none"}, description="defense of accounts opened without their own")
+    pow_mode: Literal["solve", "charge"] = Field("solve", description="solve: the caller must solve HashCash; charge: record expected hashes only")
+    num_cpus: float = Field(0.0, ge=0, description="CPUs Ray reserves for the actor (its torch threads: this, at least 1); 0 leaves every CPU to the trials")
+    num_gpus: float | Literal["auto"] = Field("auto", description="GPUs for the actor (fractional allowed); auto: 1 when the cluster has a GPU, else 0")
+    resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources the actor needs, e.g. {victim_host: 1} to pin its node")
+    max_concurrency: int = Field(4, gt=0, description="requests served at once (threads)")
+    state_dir: str | None = Field(None, description="where per-account state is persisted; none: kept in memory only")
+    seed: int = 0
+
+    @field_validator("defense")
+    @classmethod
+    def _valid_defense(cls, v: dict[str, Any]) -> dict[str, Any]:
+        defense_params(v)
+        return v

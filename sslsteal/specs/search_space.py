@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from sslsteal.config import ConfigError
+from sslsteal.specs.base import ConfigError
 
 KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
 Path_ = tuple[str, ...]

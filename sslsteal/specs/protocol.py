@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sslsteal.specs.attack import AttackSpec
+from sslsteal.specs.datasets import DATASETS, DataRef, parse_ref, parse_spec
+from sslsteal.specs.evaluate import EvaluateSpec
+from sslsteal.specs.victim import VictimSpec
+
 if TYPE_CHECKING:
-    from sslsteal.attack import AttackSpec
-    from sslsteal.data import DataRef, ImageSet
-    from sslsteal.run import EvaluateSpec
-    from sslsteal.victim.spec import VictimSpec
+    from sslsteal.data import ImageSet
 
 MIN_SCORED = 100
 """Fewest images a scored set may keep after the query pool is removed."""
@@ -41,8 +43,6 @@ def check_disjoint(role: str, scored: ImageSet, queried: ImageSet | None, *, aga
 
 def other_split(spec: str) -> str:
     """The dataset's other labelled split (`cifar10:test` for `cifar10:train[:100]`), or the same split when it has no other."""
-    from sslsteal.data import DATASETS, parse_spec
-
     name, split = parse_spec(spec)
     others = [s for s in DATASETS[name].splits if s not in (split, "unlabeled")]
     return f"{name}:{others[0] if others else split}"
@@ -50,16 +50,12 @@ def other_split(spec: str) -> str:
 
 def left(spec: str, pool: DataRef) -> int:
     """Images of `spec` outside `pool`, from the registered split sizes (no data is loaded)."""
-    from sslsteal.data import parse_ref
-
     ref = parse_ref(spec)
     return ref.size - ref.overlap(pool)
 
 
 def protocol_problems(attack: AttackSpec, evaluate: EvaluateSpec, victim: VictimSpec | None) -> list[str]:
     """Every scored set this configuration would leave (nearly) empty once the query pool is removed, as key-path lines."""
-    from sslsteal.data import DATASETS
-
     pool = attack.pool
     downstream = evaluate.downstream or (victim.evaluate.downstream if victim is not None else [])
     problems = []

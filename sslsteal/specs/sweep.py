@@ -12,11 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Discriminator, Field, Tag
+from pydantic import Discriminator, Field, Tag, ValidationError
 
-from sslsteal.config import ConfigError, StrictModel, by_kind, errors_of, parse, read_yaml
-from sslsteal.search_space import Path_, SearchSpace, find_spaces, preview, substitute, trial_count
-from sslsteal.victim.spec import VictimSpec
+from sslsteal.specs.attack import AttackSpec
+from sslsteal.specs.base import ConfigError, StrictModel, apply_overrides, by_kind, errors_of, parse, read_yaml
+from sslsteal.specs.defenses import defense_params
+from sslsteal.specs.evaluate import EvaluateSpec
+from sslsteal.specs.protocol import protocol_problems
+from sslsteal.specs.search_space import Path_, SearchSpace, find_spaces, preview, substitute, trial_count
+from sslsteal.specs.victim import VictimSpec
 
 SEARCHABLE = ("attack", "defense", "evaluate")
 
@@ -93,11 +97,6 @@ class SweepPlan:
 
 def _problems(tree: dict[str, Any], victim: VictimSpec | None) -> list[str]:
     """Every problem of one concrete (search-space-free) attack/defense/evaluate tree, the data protocol included."""
-    from sslsteal.attack import AttackSpec
-    from sslsteal.protocol import protocol_problems
-    from sslsteal.run import EvaluateSpec
-    from sslsteal.victim.defenses import build_defense
-
     problems: list[str] = []
     parsed: dict[str, Any] = {}
     for key, model in (("attack", AttackSpec), ("evaluate", EvaluateSpec)):
@@ -108,7 +107,7 @@ def _problems(tree: dict[str, Any], victim: VictimSpec | None) -> list[str]:
     if len(parsed) == 2:
         problems += protocol_problems(parsed["attack"], parsed["evaluate"], victim)
     try:
-        build_defense(tree["defense"])
+        defense_params(tree["defense"])
     except ConfigError as exc:
         problems += exc.problems
     return problems
@@ -173,10 +172,6 @@ def with_seeds(tree: dict[str, Any], seeds: list[int] | None) -> list[str]:
 
 def plan_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepPlan:
     """Read, validate and plan a sweep file; ConfigError lists every problem with its key path."""
-    from pydantic import ValidationError
-
-    from sslsteal.config import apply_overrides
-
     source = str(path)
     raw = apply_overrides(read_yaml(path), overrides or [])
     problems: list[str] = []

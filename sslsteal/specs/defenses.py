@@ -1,0 +1,101 @@
+"""The output defenses a spec may name, each with its options as a pydantic model (unknown keys are errors).
+The defenses themselves live in `sslsteal.victim.defenses`, one file per family."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
+
+from sslsteal.registry import Registry, unknown_name
+from sslsteal.specs.base import ConfigError, StrictModel, errors_of
+
+DEFENSES: Registry[type[StrictModel]] = Registry("defense")
+"""Defense name -> its options model; the defense class attaches with `@DEFENSES.implements(name)`."""
+
+
+def defense_params(config: dict[str, Any] | None) -> tuple[str, StrictModel]:
+    """(name, validated options) of `{"name": ..., **options}` (None -> `none`); ConfigError lines `defense.<key>: ...`."""
+    config = dict(config or {"name": "none"})
+    name = config.pop("name", None)
+    if name is None:
+        raise ConfigError(["defense.name: required key is missing"])
+    if not isinstance(name, str) or name not in DEFENSES:
+        raise ConfigError([f"defense.name: {unknown_name('defense', name, DEFENSES)}"])
+    try:
+        return name, DEFENSES[name].model_validate(config)
+    except ValidationError as exc:
+        raise ConfigError(errors_of(exc, "defense.")) from None
+
+
+@DEFENSES.register("none")
+class NoneParams(StrictModel):
+    """Identity: the honest API the paper attacks. No options."""
+
+
+@DEFENSES.register("noise")
+class NoiseParams(StrictModel):
+    """Gaussian output noise on every answer; the paper's grid is mean 0 (Table 11) or 10 (Table 10), sigma 0..4."""
+
+    mean: float = Field(0.0, allow_inf_nan=False, description="mean of the added noise")
+    sigma: float = Field(1.0, ge=0, allow_inf_nan=False, description="standard deviation of the added noise")
+
+
+class DetectorParams(StrictModel):
+    """Options of the similar-query detector."""
+
+    space: Literal["head", "rep"] = Field("head", description="compare head outputs g(f(x)) (paper's choice) or representations f(x)")
+    metric: Literal["cosine", "l2"] = Field("cosine", description="cosine: similarity > threshold flags; l2: distance < threshold flags")
+    threshold: float | None = Field(None, allow_inf_nan=False, description="flagging threshold; null takes the paper's value for (space, metric)")
+    max_history: int = Field(100_000, ge=1, description="earlier queries remembered per account; the oldest are dropped")
+
+
+@DEFENSES.register("similarity")
+class SimilarityParams(DetectorParams):
+    """Detector options plus the noise that replaces a flagged answer; Table 12 uses mean 1000 and sigma 0..60."""
+
+    mean_big: float = Field(1000.0, allow_inf_nan=False, description="mean of the noise that replaces a flagged answer")
+    sigma: float = Field(1.0, ge=0, allow_inf_nan=False, description="standard deviation of that noise")
+
+
+@DEFENSES.register("pow")
+class PowParams(DetectorParams):
+    """Detector options (as `similarity`) plus the proof-of-work difficulty calibration, in leading zero bits."""
+
+    base_bits: int = Field(8, ge=0, le=64, description="difficulty charged to an account with no flagged query")
+    scale_bits: int = Field(12, ge=0, le=64, description="extra bits when every query so far was flagged")
+    max_bits: int = Field(24, ge=0, le=64, description="cap on the difficulty")
+
+    @field_validator("max_bits")
+    @classmethod
+    def _cap_above_base(cls, v: int, info: ValidationInfo) -> int:
+        base = info.data.get("base_bits")
+        if base is not None and v < base:
+            raise ValueError(f"max_bits ({v}) is below base_bits ({base})")
+        return v
+
+
+@DEFENSES.register("round")
+class RoundParams(StrictModel):
+    """Rounding of every coordinate."""
+
+    decimals: int = Field(1, description="decimal places kept (negative rounds to tens, hundreds, ...)")
+
+
+@DEFENSES.register("topk")
+class TopKParams(StrictModel):
+    """Only the k largest-magnitude coordinates of each answer are kept."""
+
+    k: int = Field(10, ge=1, description="coordinates kept per answer (all when k >= dim)")
+
+
+@DEFENSES.register("b4b")
+class B4BParams(StrictModel):
+    """Coverage estimate (SimHash buckets), noise calibration, and the secret per-account transformation."""
+
+    space: Literal["rep", "head"] = Field("rep", description="vectors whose buckets measure coverage")
+    n_planes: int = Field(12, ge=1, le=24, description="random hyperplanes; 2**n_planes buckets")
+    sigma0: float = Field(0.0, ge=0, allow_inf_nan=False, description="noise std at zero coverage")
+    alpha: float = Field(4.0, ge=0, allow_inf_nan=False, description="extra noise std at full coverage")
+    beta: float = Field(2.0, gt=0, allow_inf_nan=False, description="convexity: small coverage costs little")
+    transform: bool = Field(True, description="apply the secret per-account transformation")
