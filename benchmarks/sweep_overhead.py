@@ -68,7 +68,7 @@ def bare_loop(plan: Any, cpus: int) -> float:
 
 def sweep(plan: Any, storage: str, uri: str) -> tuple[float, Any]:
     """Wall seconds of run_sweep (Ray already up) and its ResultGrid."""
-    from sslsteal.sweep import run_sweep
+    from sslsteal.orchestration.sweep import run_sweep
 
     start = time.perf_counter()
     results = run_sweep(plan, tracking_uri=uri, storage=storage, progress=False)

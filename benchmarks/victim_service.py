@@ -40,8 +40,9 @@ def _checkpoint(path: str | None) -> str:
 def main() -> None:
     import ray
 
+    from sslsteal.orchestration.actor import create_service
     from sslsteal.specs.victim import ServiceSpec
-    from sslsteal.victim.service import VictimService, create_service
+    from sslsteal.victim.service import VictimService
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--victim", help="victim checkpoint (default: a freshly initialised small_cnn victim)")

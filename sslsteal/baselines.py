@@ -9,9 +9,11 @@ the stolen encoder: the downstream test split minus the attacker's query pool.
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 from collections.abc import Callable
+from typing import BinaryIO
 
 from sslsteal.evaluate import ProbeData, linear_eval, probe_data
 from sslsteal.models import Encoder, build_encoder
@@ -64,8 +66,7 @@ def random_accuracies(encoder: str, dataset: str, probe: ProbeSpec, *, pool: Dat
         key = f"{probe.key(dataset, pool)}|init={init}"
         if key not in cached:
             cached[key] = linear_eval(random_encoder(encoder, init), _task(probe, dataset, pool, root))
-            text = json.dumps(cached, indent=2, sort_keys=True)
-            atomic_write(path, lambda f, text=text: f.write(text.encode()))
+            atomic_write(path, functools.partial(_write_json, cached))
         out.append(float(cached[key]))
     return out
 
@@ -109,3 +110,7 @@ def victim_report(victim: Victim, root: str | None = None) -> dict[str, float]:
     if wm is not None:
         out["watermark.acc"] = wm
     return out
+
+
+def _write_json(payload: object, f: BinaryIO) -> None:
+    f.write(json.dumps(payload, indent=2, sort_keys=True).encode())

@@ -115,13 +115,31 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from sslsteal.specs.base import read_yaml
+    from pathlib import Path
+
+    from sslsteal.specs.base import ConfigError, load, read_yaml
     from sslsteal.specs.sweep import plan_sweep
 
-    if "optimize" in read_yaml(args.sweep):  # an `sslsteal optimize` file
+    data = read_yaml(args.sweep)
+    if "optimize" in data:  # an `sslsteal optimize` file
         from sslsteal.specs.optimize import plan_optimize
 
         print(plan_optimize(args.sweep, args.set).describe())
+        return 0
+    if "attack" not in data:  # a victim config
+        from sslsteal.specs.victim import VictimSpec
+
+        victim = load(VictimSpec, args.sweep, args.set)
+        print(f"{args.sweep}: victim {victim.key} ({victim.encoder} on {victim.data}, {victim.epochs} epochs)")
+        return 0
+    if "name" not in data:  # a run config for `sslsteal steal`
+        from sslsteal.specs.steal import StealSpec, steal_problems
+
+        spec = load(StealSpec, args.sweep, args.set)
+        problems = steal_problems(spec, Path(args.sweep).resolve().parent)
+        if problems:
+            raise ConfigError(problems, args.sweep)
+        print(f"{args.sweep}: one run, {spec.attack.method}/{spec.attack.loss} with {spec.attack.queries} queries from {spec.attack.query_data}")
         return 0
     plan = plan_sweep(args.sweep, args.set)
     run = plan.spec.run
@@ -139,8 +157,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from sslsteal.orchestration.sweep import completed, run_sweep
     from sslsteal.specs.sweep import plan_sweep
-    from sslsteal.sweep import completed, run_sweep
 
     plan = plan_sweep(args.sweep, args.set)
     print(f"{plan.source}: {plan.trials} trials")
@@ -148,9 +166,9 @@ def _sweep(args: argparse.Namespace) -> int:
     done = completed(results)
     finished = [(r.config, r.metrics) for r in results if r.error is None and "queries_used" in (r.metrics or {})]
     if finished:
-        from sslsteal.summary import group_by_config, summary_table
-        from sslsteal.sweep import trial_name
-        from sslsteal.tracking import absolute_uri, default_tracking_uri
+        from sslsteal.orchestration.summary import group_by_config, summary_table
+        from sslsteal.orchestration.tracking import absolute_uri, default_tracking_uri
+        from sslsteal.orchestration.trial import trial_name
 
         first = min(k.removeprefix("eval.test_images.") for k in finished[0][1] if k.startswith("eval.test_images."))
         print(summary_table(group_by_config(finished, trial_name), first))
@@ -173,7 +191,7 @@ def _optimize(args: argparse.Namespace) -> int:
     print(plan.describe())
     if args.dry_run:
         return 0
-    from sslsteal.optimize import run_optimize
+    from sslsteal.orchestration.optimize import run_optimize
 
     result = run_optimize(plan, address=args.address, tracking_uri=args.tracking_uri, storage=args.storage, output=args.output, progress=not args.quiet)
     print(result.markdown)

@@ -7,6 +7,7 @@ a second. torchvision, pyarrow and PIL are imported inside the loaders to keep i
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import os
@@ -217,7 +218,7 @@ def _write_cache(name: str, split: str, arrays: Arrays) -> None:
     images_path, labels_path = _cache_paths(name, split)
     try:
         for path, array in ((labels_path, arrays[1]), (images_path, arrays[0])):
-            atomic_write(path, lambda f, array=array: np.save(f, array))
+            atomic_write(path, functools.partial(np.save, arr=array))
     except OSError as exc:
         warnings.warn(f"could not cache {name}:{split} under {images_path.parent}: {exc}", stacklevel=2)
 
@@ -370,7 +371,7 @@ def _unpack_gz(source: Path, target: Path) -> None:
         out = target / gz.stem
         if not out.is_file():
             with gzip.open(gz, "rb") as src:
-                atomic_write(out, lambda dst, src=src: shutil.copyfileobj(src, dst))
+                atomic_write(out, functools.partial(shutil.copyfileobj, src))
 
 
 @DATASETS.implements("synthetic")

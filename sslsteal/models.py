@@ -19,8 +19,12 @@ CIFAR_STD = (0.2470, 0.2435, 0.2616)
 Embed = Callable[[torch.Tensor], torch.Tensor]
 """Images -> representations: an encoder, the victim's API (an attacker's query), a defended answer."""
 
+
 class Encoder(nn.Module):
     """Normalisation + backbone; `dim` is the representation size."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, name: str, backbone: nn.Module, dim: int, channels_last: bool) -> None:
         super().__init__()

@@ -21,7 +21,6 @@ from sslsteal.specs.base import load
 from sslsteal.specs.datasets import DataRef
 from sslsteal.specs.steal import StealSpec
 from sslsteal.specs.victim import VictimSpec
-from sslsteal.summary import verdict_text
 from sslsteal.victim.checkpoint import Victim, load_victim
 
 if TYPE_CHECKING:
@@ -76,7 +75,9 @@ def scored_images(spec: str, pool: DataRef | None, n: int, role: str, root: str 
     return data.load(spec, root=root).without(pool).at_most(n, derive_seed(0, role)).to_shape(3, 32)
 
 
-def evaluate_stolen(stolen: StolenModel, victim: Victim, spec: StealSpec, device: torch.device, baselines: Mapping[str, float] | None = None) -> dict[str, float]:
+def evaluate_stolen(
+    stolen: StolenModel, victim: Victim, spec: StealSpec, device: torch.device, baselines: Mapping[str, float] | None = None
+) -> dict[str, float]:
     """Downstream accuracy with its Wilson interval, ratio and gain over the random floor per dataset, plus fidelity,
     all on images outside the query pool (checked against the images actually queried).
 
@@ -235,14 +236,12 @@ def run_steal(spec: StealSpec, *, config_path: str | Path | None = None, progres
     """Steal one encoder from a local victim (no Ray) and evaluate it; metrics are named as in docs/architecture.md."""
     from sslsteal.specs.base import ConfigError
     from sslsteal.specs.protocol import protocol_problems
+    from sslsteal.specs.steal import steal_problems
     from sslsteal.victim.reference import get_references
 
     source = str(config_path or "<run>")
-    if spec.evaluate.legit:
-        raise ConfigError(["evaluate.legit: a single run has no defense to measure; use a sweep with a defense section"], source)
     base = Path(config_path).resolve().parent if config_path else None
-    victim_spec, _ = victim_source(spec.victim, base=base, data_root=spec.data_root)
-    problems = protocol_problems(spec.attack, spec.evaluate, victim_spec)  # before any victim is trained
+    problems = steal_problems(spec, base or Path.cwd())  # before any victim is trained
     if problems:
         raise ConfigError(problems, source)
     device = select_device()
@@ -255,6 +254,15 @@ def run_steal(spec: StealSpec, *, config_path: str | Path | None = None, progres
     head = spec.attack.method == "access_head"
     stolen, metrics = steal_and_evaluate(spec, victim, lambda x: victim.embed(x, head=head), device, references=references, progress=progress)
     return {"victim": victim.spec.key, "attack": spec.attack.model_dump(), "metrics": metrics, "stolen": stolen}
+
+
+def verdict_text(metrics: Mapping[str, float], test: str) -> str:
+    """One ownership test's outcome from its flat metrics: `stolen (p = ..)`, `not stolen (p = ..)` or `inconclusive`."""
+    key = f"ownership.{test}."
+    if float(metrics.get(key + "inconclusive", 0.0)) or key + "p_value" not in metrics:
+        return "inconclusive"
+    verdict = "stolen" if float(metrics.get(key + "stolen", 0.0)) else "not stolen"
+    return f"{verdict} (p = {float(metrics[key + 'p_value']):.3g})"
 
 
 def format_table(result: dict[str, Any]) -> str:

@@ -14,9 +14,9 @@ import yaml
 from conftest import REPO
 from ray.cluster_utils import Cluster
 
+from sslsteal.orchestration.sweep import run_sweep
+from sslsteal.orchestration.tracking import Tracker
 from sslsteal.specs.sweep import plan_sweep
-from sslsteal.sweep import run_sweep
-from sslsteal.tracking import Tracker
 from sslsteal.victim.checkpoint import victims_dir
 
 pytestmark = pytest.mark.slow

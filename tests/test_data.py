@@ -27,6 +27,7 @@ def scoped_datasets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(DATASETS, "_items", dict(DATASETS._items))
     monkeypatch.setattr(DATASETS, "_impls", dict(DATASETS._impls))
 
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REAL_ROOTS = data_roots()  # taken before the isolation fixture empties $SSLSTEAL_DATA
 

@@ -173,7 +173,7 @@ def _fake_trials(study: optuna.Study, plan: OptimizePlan, values: list[tuple[str
 
 
 def test_a_second_invocation_loads_the_same_study_and_refuses_a_changed_sweep(tmp_path: Path) -> None:
-    from sslsteal.optimize import load_studies, prepare_study
+    from sslsteal.orchestration.studies import load_studies, prepare_study
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     plan = plan_optimize(_write(tmp_path, _sweep(storage=url, cover=["attack.loss"])))
@@ -197,7 +197,7 @@ def test_a_second_invocation_loads_the_same_study_and_refuses_a_changed_sweep(tm
 
 
 def test_the_table_shows_the_best_per_budget_and_per_loss(tmp_path: Path) -> None:
-    from sslsteal.optimize import summarize, write_tables
+    from sslsteal.orchestration.report import summarize, write_tables
 
     plan = plan_optimize(_write(tmp_path, _sweep()))
     rows = []
@@ -231,7 +231,7 @@ def test_tune_runs_optuna_trials_concurrently_and_prunes(tmp_path: Path) -> None
     import ray
     from ray import tune
 
-    from sslsteal.optimize import make_scheduler, make_searcher
+    from sslsteal.orchestration.searcher import make_scheduler, make_searcher
 
     data = _sweep(budgets=[200], trials_per_budget=6, pruner={"name": "median", "grace_period": 2, "startup_trials": 2}, cover=["attack.loss"])
     data["attack"] = {"loss": {"choice": ["mse", "infonce"]}, "lr": {"loguniform": [1.0e-4, 1.0e-2]}, "epochs": 4}
@@ -306,7 +306,7 @@ def _overlap(runs: list[Any]) -> bool:
 def test_optimize_end_to_end_and_resume(cifar_root: Path, tmp_path: Path, mlflow_uri: str) -> None:
     import ray
 
-    from sslsteal.tracking import Tracker
+    from sslsteal.orchestration.tracking import Tracker
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     sweep = {

@@ -265,7 +265,9 @@ def test_distance_is_the_mean_distance_of_normalised_representations(victim: Vic
     assert score("distance", ev, other).value == pytest.approx(float((a - b).norm(dim=1).mean()), rel=1e-5)
     assert score("distance", ev, victim.encoder).value == pytest.approx(0.0, abs=1e-6)
     assert score("distance", ev, lambda x: 3.0 * victim.encoder(x)).value == pytest.approx(0.0, abs=1e-5)  # scale-free
-    copied = run_test(OWNERSHIP_TESTS.implementation("distance"), evidence(victim, perturbed_copy(victim.encoder), [random_encoder(i) for i in (1, 2, 3)], images))
+    copied = run_test(
+        OWNERSHIP_TESTS.implementation("distance"), evidence(victim, perturbed_copy(victim.encoder), [random_encoder(i) for i in (1, 2, 3)], images)
+    )
     assert copied.verdict == "stolen" and copied.effect > 0 and copied.details["score"] < copied.details["reference_mean"]
 
 

@@ -12,9 +12,10 @@ import ray
 import torch
 from conftest import tiny_victim_spec
 
+from sslsteal.orchestration.actor import RemoteQuery, create_service, wait_until_serving
 from sslsteal.specs.victim import ServiceSpec, VictimSpec
 from sslsteal.victim.errors import InvalidQuery, ProofOfWorkRequired, QueryBudgetExceeded, UnknownAccount
-from sslsteal.victim.service import RemoteQuery, VictimService, create_service, wait_until_serving
+from sslsteal.victim.service import VictimService
 from sslsteal.victim.train import get_or_train
 
 

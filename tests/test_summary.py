@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sslsteal.summary import ConfigSummary, summary_table, verdict_text
+from sslsteal.orchestration.summary import ConfigSummary, summary_table
+from sslsteal.steal import verdict_text
 
 
 def decided(p: float) -> dict[str, float]:

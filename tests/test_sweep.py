@@ -10,8 +10,8 @@ import yaml
 from conftest import REPO
 
 from sslsteal.cli import main
-from sslsteal.summary import t_interval
-from sslsteal.tracking import Tracker
+from sslsteal.orchestration.summary import t_interval
+from sslsteal.orchestration.tracking import Tracker
 
 pytestmark = pytest.mark.slow
 

@@ -166,7 +166,7 @@ def test_tune_expands_each_file_to_its_trial_count() -> None:
     pytest.importorskip("ray.tune")
     from ray.tune.search.variant_generator import generate_variants
 
-    from sslsteal.specs.search_space import to_param_space
+    from sslsteal.orchestration.tune_space import to_param_space
 
     for path in ALL_FILES:
         plan = plan_sweep(path)

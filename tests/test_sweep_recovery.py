@@ -15,7 +15,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from sslsteal.tracking import Tracker
+from sslsteal.orchestration.tracking import Tracker
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,9 @@ import yaml
 from conftest import tiny_victim_spec
 
 from sslsteal.cli import main
+from sslsteal.orchestration.tune_space import to_param_space
 from sslsteal.specs.base import ConfigError
-from sslsteal.specs.search_space import SearchSpace, find_spaces, parse_space, preview, to_param_space, trial_count
+from sslsteal.specs.search_space import SearchSpace, find_spaces, parse_space, preview, trial_count
 from sslsteal.specs.sweep import plan_sweep
 
 

@@ -1,4 +1,4 @@
-"""sslsteal.tracking against a real MLflow server over HTTP (one per module) and against the default SQLite store."""
+"""sslsteal.orchestration.tracking against a real MLflow server over HTTP (one per module) and against the default SQLite store."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sslsteal.tracking import DEFAULT_URI_ENV, MAX_PARAM_VALUE_LENGTH, Tracker, default_tracking_uri, flatten
+from sslsteal.orchestration.tracking import DEFAULT_URI_ENV, MAX_PARAM_VALUE_LENGTH, Tracker, default_tracking_uri, flatten
 
 CONFIG = {"attack": {"loss": "mse", "queries": 500, "lrs": [0.1, 0.01]}, "defense": {"name": "noise", "sigma": None}}
 

@@ -90,8 +90,8 @@ def dataset_inference_gmm_score(evidence: Evidence, encoder: Embed, n_components
     gmm, held_out = evidence.once(f"gmm{n_components}", lambda: _gmm_split(evidence, n_components))
     private_reps, public_reps = evidence.reps(encoder, "private")[held_out], evidence.reps(encoder, "public")
     _check_dims("dataset_inference_gmm", private_reps, evidence.victim.encoder.dim)
-    private = gmm.score_samples(private_reps.numpy().astype(np.float64))  # type: ignore[attr-defined]
-    public = gmm.score_samples(public_reps.numpy().astype(np.float64))  # type: ignore[attr-defined]
+    private = gmm.score_samples(private_reps.numpy().astype(np.float64))
+    public = gmm.score_samples(public_reps.numpy().astype(np.float64))
     return Score(
         float(private.mean() - public.mean()),
         {"private_loglik": private.mean(), "public_loglik": public.mean(), "n_private": float(len(private)), "n_public": float(len(public))},

@@ -49,17 +49,32 @@ def declare(info: DatasetInfo) -> DatasetInfo:
 
 
 for _info in (
-    DatasetInfo("cifar10", {"train": 50_000, "test": 10_000}, 10, (3, 32, 32), "CIFAR-10: 50k/10k 32x32 colour photos, 10 classes (torchvision files or Parquet)"),
+    DatasetInfo(
+        "cifar10", {"train": 50_000, "test": 10_000}, 10, (3, 32, 32), "CIFAR-10: 50k/10k 32x32 colour photos, 10 classes (torchvision files or Parquet)"
+    ),
     DatasetInfo("cifar100", {"train": 50_000, "test": 10_000}, 100, (3, 32, 32), "CIFAR-100: 50k/10k 32x32 colour photos, 100 fine classes"),
     DatasetInfo("svhn", {"train": 73_257, "test": 26_032}, 10, (3, 32, 32), "SVHN: 73k/26k 32x32 house-number digits, 10 classes (digit 0 is label 0)"),
     DatasetInfo(
-        "stl10", {"train": 5_000, "test": 8_000, "unlabeled": 100_000}, 10, (3, 96, 96), "STL-10: 5k/8k labelled and 100k unlabeled (label -1) 96x96 colour photos, 10 classes"
+        "stl10",
+        {"train": 5_000, "test": 8_000, "unlabeled": 100_000},
+        10,
+        (3, 96, 96),
+        "STL-10: 5k/8k labelled and 100k unlabeled (label -1) 96x96 colour photos, 10 classes",
     ),
     DatasetInfo(
-        "fashion_mnist", {"train": 60_000, "test": 10_000}, 10, (1, 28, 28), "Fashion-MNIST: 60k/10k 28x28 grey clothing images, 10 classes (torchvision files or Debian package)"
+        "fashion_mnist",
+        {"train": 60_000, "test": 10_000},
+        10,
+        (1, 28, 28),
+        "Fashion-MNIST: 60k/10k 28x28 grey clothing images, 10 classes (torchvision files or Debian package)",
     ),
     DatasetInfo(
-        "synthetic", SYNTHETIC_SIZES, 10, (3, 32, 32), "Generated in milliseconds for tests: per-class colour and stripe orientation, plus noise (2000/500)", cache=False
+        "synthetic",
+        SYNTHETIC_SIZES,
+        10,
+        (3, 32, 32),
+        "Generated in milliseconds for tests: per-class colour and stripe orientation, plus noise (2000/500)",
+        cache=False,
     ),
 ):
     declare(_info)

@@ -14,7 +14,9 @@ OWNERSHIP_TESTS: Registry[str] = Registry("ownership test")
 
 OWNERSHIP_TESTS.add("watermark", "Table 4: the victim's rotation predictor's accuracy on the suspect's representations of rotated private views")
 OWNERSHIP_TESTS.add("dataset_inference", "Section 5.4: how much lower the suspect's view-pair loss under the victim's head is on private than on public images")
-OWNERSHIP_TESTS.add("dataset_inference_gmm", "GMM of the victim's private representations: log-likelihood gap of the suspect's private and public representations")
+OWNERSHIP_TESTS.add(
+    "dataset_inference_gmm", "GMM of the victim's private representations: log-likelihood gap of the suspect's private and public representations"
+)
 OWNERSHIP_TESTS.add("noise_ball", "Appendix F: how much the suspect's representation of a private image moves under small input noise")
 OWNERSHIP_TESTS.add("distance", "Table 18: mean l2 distance between the suspect's and the victim's normalised representations of private images")
 

@@ -33,8 +33,7 @@ class LossParams(StrictModel):
 
 
 def _keyword_params(impl: Callable[..., Any]) -> dict[str, inspect.Parameter]:
-    target = impl.__init__ if isinstance(impl, type) else impl
-    params = inspect.signature(target).parameters.values()
+    params = inspect.signature(impl).parameters.values()
     return {p.name: p for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 

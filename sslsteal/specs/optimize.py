@@ -19,6 +19,7 @@ Planning reads YAML only: it starts no Ray and imports no Optuna.
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import json
 import math
@@ -205,7 +206,7 @@ def _place(tree: dict[str, Any], path: Path_, value: Any) -> None:
 
 
 def _remove(tree: dict[str, Any], path: Path_) -> None:
-    node = tree
+    node: Any = tree
     for key in path[:-1]:
         node = node.get(key)
         if not isinstance(node, dict):
@@ -347,11 +348,12 @@ def check_conditional(tree: dict[str, Any], spaces: Mapping[Path_, SearchSpace],
     for path, space in axes.items():
         context = firsts
         if path != QUERIES and not space_.applies(path, firsts):
-            combos = (dict(zip(selector_axes, combo, strict=True)) for combo in itertools.product(*(axes[p].candidates() for p in selector_axes)))
-            context = next(({**firsts, **combo} for combo in combos if space_.applies(path, {**firsts, **combo})), None)
-            if context is None:
+            combos = (dict[Path_, Any](zip(selector_axes, combo, strict=True)) for combo in itertools.product(*(axes[p].candidates() for p in selector_axes)))
+            found = next(({**firsts, **combo} for combo in combos if space_.applies(path, {**firsts, **combo})), None)
+            if found is None:
                 out.append(_never_used(path, space_, axes))
                 continue
+            context = found
         known = base if context is firsts else problems_of(context)
         bounds_bad = context is firsts and any(p.startswith(_label(path, space, 0)) for p in out)
         for index, value in _candidates(space):
@@ -469,8 +471,12 @@ def _cover_problems(opt: OptimizeSpec, spaces: Mapping[Path_, SearchSpace]) -> l
 def _within(space: SearchSpace, value: float) -> bool:
     low, high = space.args
     if space.kind == "randint":
-        return isinstance(value, int) and low <= value < high
-    return low <= value <= high
+        return isinstance(value, int) and bool(low <= value < high)
+    return bool(low <= value <= high)
+
+
+def _fixed_or_first(fixed: Mapping[Path_, Any], path: Path_, space: SearchSpace) -> Any:
+    return fixed[path] if path in fixed else space.candidates()[0]
 
 
 def cover_points(plan: OptimizePlan) -> list[dict[str, Any]]:
@@ -483,7 +489,7 @@ def cover_points(plan: OptimizePlan) -> list[dict[str, Any]]:
     points = []
     for combo in itertools.product(*(spaces[p].args for p in paths)) if paths else []:
         fixed = dict(zip(paths, combo, strict=True)) | extra
-        picked, _ = plan.space.walk(lambda path, space, fixed=fixed: fixed[path] if path in fixed else space.candidates()[0])
+        picked, _ = plan.space.walk(functools.partial(_fixed_or_first, fixed))
         points.append({param_name(p): v for p, v in fixed.items() if p in picked})
     return points
 

@@ -1,4 +1,4 @@
-"""Search-space syntax in sweep YAML and its translation to Ray Tune's own search-space API.
+"""Search-space syntax in sweep YAML (Ray Tune's domains are built from it in `sslsteal.orchestration.tune_space`).
 
 Any value may be written as a one-key mapping: `{grid: [a, b]}`, `{choice: [a, b]}`, `{uniform: [low, high]}`,
 `{loguniform: [low, high]}` or `{randint: [low, high]}` (high exclusive, as in Ray Tune).
@@ -25,16 +25,6 @@ class SearchSpace:
 
     kind: str
     args: tuple[Any, ...]
-
-    def to_tune(self) -> Any:
-        """The equivalent Ray Tune domain (imported lazily: building a sweep plan needs no Ray)."""
-        from ray import tune
-
-        if self.kind == "grid":
-            return tune.grid_search(list(self.args))
-        if self.kind == "choice":
-            return tune.choice(list(self.args))
-        return {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint}[self.kind](*self.args)
 
     def candidates(self) -> list[Any]:
         """Values to validate: every listed value, or the bounds of a range (randint's high is exclusive)."""
@@ -115,11 +105,6 @@ def substitute(tree: dict[str, Any], values: dict[Path_, Any]) -> dict[str, Any]
             node = node[key]
         node[path[-1]] = value
     return out
-
-
-def to_param_space(tree: dict[str, Any], spaces: dict[Path_, SearchSpace]) -> dict[str, Any]:
-    """The mapping handed to `Tuner(param_space=...)`: every space replaced by its Tune domain."""
-    return substitute(tree, {path: space.to_tune() for path, space in spaces.items()})
 
 
 def trial_count(spaces: dict[Path_, SearchSpace], num_samples: int = 1) -> int:

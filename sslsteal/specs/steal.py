@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Discriminator, Field, Tag
@@ -9,6 +10,8 @@ from pydantic import Discriminator, Field, Tag
 from sslsteal.specs.attack import AttackSpec
 from sslsteal.specs.base import StrictModel, by_kind
 from sslsteal.specs.evaluate import EvaluateSpec
+from sslsteal.specs.protocol import protocol_problems
+from sslsteal.specs.sweep import victim_spec
 from sslsteal.specs.victim import VictimSpec
 
 
@@ -19,3 +22,10 @@ class StealSpec(StrictModel):
     attack: AttackSpec
     evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
     data_root: str | None = None
+
+
+def steal_problems(spec: StealSpec, base: Path) -> list[str]:
+    """Every problem found before a victim is loaded: the victim file (relative to `base`) and the data protocol."""
+    problems = ["evaluate.legit: a single run has no defense to measure; use a sweep with a defense section"] if spec.evaluate.legit else []
+    victim, found = victim_spec(spec.victim, base)
+    return problems + found + protocol_problems(spec.attack, spec.evaluate, victim)

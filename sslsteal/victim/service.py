@@ -1,7 +1,7 @@
 """The shared victim: one process serving representations to many attacker accounts.
 
 `VictimService` is a plain class (usable in-process) that Ray runs as a named, restartable, threaded
-actor (`create_service`). Every account has a budget, its own defense state and its own lock; requests of
+actor (`sslsteal.orchestration.actor.create_service`). Every account has a budget, its own defense state and its own lock; requests of
 different accounts run concurrently, requests of one account in order. What must survive a restart
 (queries used, detections, proof-of-work paid, defense state) is written to `state_dir` before the answer
 leaves, and read back when Ray reruns the constructor.
@@ -14,11 +14,10 @@ import json
 import os
 import pickle
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -139,13 +138,10 @@ class VictimService:
         return self._get(account).stats()
 
     def info(self) -> dict[str, Any]:
-        """Where and how the victim runs: node, process, device, shapes (for tests and dashboards)."""
-        import ray
-
-        in_ray = ray.is_initialized()
+        """How the victim runs: process, device, shapes (for tests and dashboards); the actor adds its node and GPUs."""
         return {
-            "node_id": ray.get_runtime_context().get_node_id() if in_ray else None,
-            "gpu_ids": [str(g) for g in ray.get_gpu_ids()] if in_ray else [],
+            "node_id": None,
+            "gpu_ids": [],
             "pid": os.getpid(),
             "device": str(self.device),
             "victim": self.victim.spec.key,
@@ -262,71 +258,3 @@ class VictimService:
             with path.open("rb") as f:
                 snap = pickle.load(f)
             self._accounts[snap["name"]] = Account(**snap)
-
-
-def cluster_gpus(share: float | Literal["auto"]) -> float:
-    """GPUs to request: `share` itself, or for "auto" 1 when the Ray cluster has any GPU and 0 otherwise."""
-    import ray
-
-    if share != "auto":
-        return float(share)
-    return 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-
-
-def create_service(checkpoint: str | Path | bytes | Any, spec: ServiceSpec, *, name: str = "victim", namespace: str | None = None) -> Any:
-    """Start the named, restartable victim actor (on a GPU node when the cluster has one, unless `spec.num_gpus` says otherwise).
-
-    Pass the checkpoint's bytes, or an ObjectRef of them (not a path), when the actor may land on another machine.
-    """
-    import ray
-
-    actor = ray.remote(VictimService).options(
-        name=name,
-        namespace=namespace,
-        num_cpus=spec.num_cpus,
-        num_gpus=cluster_gpus(spec.num_gpus),
-        resources=spec.resources or None,
-        max_restarts=-1,
-        max_task_retries=3,
-        max_concurrency=spec.max_concurrency,
-    )
-    source = str(checkpoint) if isinstance(checkpoint, (str, Path)) else checkpoint  # Ray resolves an ObjectRef argument
-    handle = actor.remote(source, spec.model_dump())
-    ray.get(handle.info.remote())  # surface construction errors here, not in the first trial
-    return handle
-
-
-class RemoteQuery:
-    """A `query(images) -> outputs` function over the actor for one account (solves proof of work when asked)."""
-
-    def __init__(self, handle: Any, account: str, head: bool = False) -> None:
-        self.handle = handle
-        self.account = account
-        self.head = head
-        self.hashes = 0
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        import ray
-
-        array = images.numpy() if images.dtype == torch.uint8 else images.float().numpy()
-        ref = ray.put(array)
-        challenge = ray.get(self.handle.challenge.remote(self.account))
-        proof = None
-        if challenge is not None:
-            nonce, tried = hashcash.solve(challenge)
-            self.hashes += tried
-            proof = (challenge, nonce)
-        return torch.from_numpy(ray.get(self.handle.embed.remote(ref, self.account, self.head, proof)).copy())
-
-
-def wait_until_serving(handle: Any, timeout: float = 300.0) -> dict[str, Any]:
-    """Block until the actor answers `info` (after a restart), or raise TimeoutError."""
-    import ray
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return ray.get(handle.info.remote(), timeout=max(1.0, deadline - time.monotonic()))
-        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
-            if time.monotonic() > deadline:
-                raise TimeoutError("victim service did not come back") from None

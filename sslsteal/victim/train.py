@@ -64,6 +64,7 @@ def train_victim(spec: VictimSpec, *, device: torch.device | None = None, progre
             loss = nt_xent(z[:b], z[b:], spec.temperature)
             totals["loss"] += loss.item()
             if spec.watermark:
+                assert victim.predictor is not None  # build_victim gives a watermarked spec its predictor
                 logits = victim.predictor(reps[2 * b :])
                 wm_loss = F.cross_entropy(logits, wm_labels)
                 loss = loss + spec.watermark.weight * wm_loss

@@ -47,7 +47,7 @@ class ConfigSummary:
 
 def group_by_config(trials: Iterable[tuple[Mapping[str, Any], Mapping[str, float]]], label: Any = None) -> list[ConfigSummary]:
     """Group (config, metrics) pairs by their flattened config minus the attacker seed, in first-seen order."""
-    from sslsteal.tracking import flatten
+    from sslsteal.orchestration.tracking import flatten
 
     groups: dict[tuple[tuple[str, str], ...], ConfigSummary] = {}
     for config, metrics in trials:
@@ -66,15 +66,6 @@ def _cell(value: tuple[float, float, float] | None, digits: int) -> str:
         return "-"
     mean, lo, hi = value
     return f"{mean:.{digits}f}" if lo == hi else f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
-
-
-def verdict_text(metrics: Mapping[str, float], test: str) -> str:
-    """One ownership test's outcome from its flat metrics: `stolen (p = ..)`, `not stolen (p = ..)` or `inconclusive`."""
-    key = f"ownership.{test}."
-    if float(metrics.get(key + "inconclusive", 0.0)) or key + "p_value" not in metrics:
-        return "inconclusive"
-    verdict = "stolen" if float(metrics.get(key + "stolen", 0.0)) else "not stolen"
-    return f"{verdict} (p = {float(metrics[key + 'p_value']):.3g})"
 
 
 def _ownership_cell(runs: list[Mapping[str, float]], test: str) -> str:

@@ -34,8 +34,8 @@ def train_on_cluster(spec: VictimSpec) -> Path:
     """Train `spec` as a Ray task (one GPU when the cluster has any) and cache the checkpoint on this machine."""
     import ray
 
+    from sslsteal.orchestration.actor import cluster_gpus
     from sslsteal.victim.checkpoint import save_victim, victims_dir
-    from sslsteal.victim.service import cluster_gpus
 
     gpus = cluster_gpus("auto")
     cpus = 1.0 if gpus else max(1.0, largest_node_cpus())

@@ -1,0 +1,133 @@
+"""The driver's side of a sweep or study: Ray joined, the victim and its references resolved (trained on the cluster
+when needed), baselines measured, checkpoints and datasets in the object store, the victim actor serving."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sslsteal.orchestration.trial import SweepContext, baseline_key, trial
+from sslsteal.specs.sweep import SweepPlan
+
+
+def _splits_needed(plan: SweepPlan, victim_spec: Any, ownership: bool) -> list[str]:
+    """Every `name:split` the trials will load, so the driver can share each once."""
+    from sslsteal.specs.datasets import parse_ref
+    from sslsteal.specs.protocol import other_split
+
+    queries = query_pools(plan)
+    splits = [parse_ref(q).base for q in queries]
+    fidelity = [parse_ref(v).base for v in plan.values("evaluate", "fidelity_data") if v]
+    splits += fidelity or [other_split(q) for q in queries]
+    for names in plan.values("evaluate", "downstream") or [None]:
+        for ds in names or victim_spec.evaluate.downstream:
+            splits += [f"{ds}:train", f"{ds}:test"]
+    if ownership:
+        splits += [victim_spec.data, other_split(victim_spec.data)]
+    return list(dict.fromkeys(splits))
+
+
+def query_pools(plan: SweepPlan) -> list[str]:
+    """Every query pool (`attack.query_data`) the sweep's trials draw from."""
+    from sslsteal.specs.attack import AttackSpec
+
+    return list(dict.fromkeys(plan.values("attack", "query_data") or [AttackSpec.model_fields["query_data"].default]))
+
+
+def _checkpoint(source: tuple[Any, Path | None]) -> Path:
+    """A cached checkpoint, or one trained now on the cluster."""
+    from sslsteal.orchestration.remote import train_on_cluster
+
+    spec, path = source
+    return path if path is not None else train_on_cluster(spec)
+
+
+@dataclass
+class Driver:
+    """The driver's side of a sweep or study: Ray joined, victim and references ready, datasets shared, actor serving."""
+
+    plan: SweepPlan
+    tracker: Any
+    victim: Any
+    report: dict[str, float]
+    handle: Any
+    shared: dict[str, Any]
+    baselines: dict[str, dict[str, float]]
+
+    @classmethod
+    def start(cls, plan: SweepPlan, *, address: str | None = None, tracking_uri: str | None = None) -> Driver:
+        """Start or join Ray; resolve (or train on the cluster) the victim and, when ownership tests need it, the
+        references; log the victim's run once; put checkpoints and datasets in the object store; start the actor."""
+        import ray
+
+        from sslsteal.baselines import baselines, victim_report
+        from sslsteal.orchestration.actor import create_service
+        from sslsteal.orchestration.remote import share_datasets
+        from sslsteal.orchestration.tracking import Tracker, flatten
+        from sslsteal.specs.base import ConfigError
+        from sslsteal.specs.datasets import parse_ref
+        from sslsteal.specs.victim import ServiceSpec
+        from sslsteal.steal import victim_source
+        from sslsteal.victim.checkpoint import load_victim
+        from sslsteal.victim.reference import find_references
+
+        spec = plan.spec
+        service = ServiceSpec.model_validate(spec.service)
+        if not ray.is_initialized():
+            ray.init(address=address or "local", namespace=f"sslsteal-{spec.name}", include_dashboard=False)
+        tracker = Tracker(tracking_uri or spec.tracking.uri)
+        victim_path = _checkpoint(victim_source(spec.victim, base=Path(plan.source).resolve().parent, data_root=spec.run.data_root))
+        victim = load_victim(victim_path)
+        tests = {name for names in plan.values("evaluate", "ownership") for name in names}
+        if "watermark" in tests and victim.predictor is None:
+            raise ConfigError([f"evaluate.ownership: the watermark test needs a watermarked victim; {victim.spec.key} has none"], plan.source)
+        count = max(plan.values("evaluate", "references") or [3]) if tests else 0
+        reference_paths = [_checkpoint(found) for found in find_references(victim, list(range(1, count + 1)), spec.run.data_root)]
+        report = victim_report(victim, spec.run.data_root)
+        downstream = list(dict.fromkeys(ds for names in plan.values("evaluate", "downstream") or [None] for ds in names or victim.spec.evaluate.downstream))
+        encoders = plan.values("attack", "encoder") or [victim.spec.encoder]
+        measured = {
+            baseline_key(parse_ref(pool), encoder or victim.spec.encoder): baselines(
+                victim, encoder or victim.spec.encoder, downstream, pool=parse_ref(pool), root=spec.run.data_root
+            )
+            for pool in query_pools(plan)
+            for encoder in encoders
+        }
+        tracker.victim_run(spec.name, victim.spec.key, flatten(victim.spec.model_dump()), report, victim_path)
+        shared = {
+            "victim": ray.put(victim_path.read_bytes()),  # read and stored once: the actor and every trial load it from here
+            "references": [ray.put(path.read_bytes()) for path in reference_paths],
+            "datasets": share_datasets(_splits_needed(plan, victim.spec, bool(tests)), spec.run.data_root),
+        }
+        handle = create_service(shared["victim"], service, name="victim", namespace=f"sslsteal-{spec.name}")
+        return cls(plan, tracker, victim, report, handle, shared, measured)
+
+    def trainable(self, parent_run: str) -> Any:
+        """The trial function with its context bound and the sweep's per-trial resources."""
+        from ray import tune
+
+        spec = self.plan.spec
+        res = spec.run.resources_per_trial
+        context = SweepContext(
+            spec.name, f"sslsteal-{spec.name}", self.tracker.uri, parent_run, spec.run.data_root, res.cpu, baselines=self.baselines, **self.shared
+        )
+        return tune.with_resources(tune.with_parameters(trial, context=context), {"cpu": res.cpu, "gpu": res.gpu})
+
+    def placement(self) -> dict[str, str]:
+        """Where the victim actor runs (node id, GPU ids, torch device), as MLflow tags for the parent run."""
+        import ray
+
+        info = ray.get(self.handle.info.remote())
+        return {"sslsteal.victim_node_id": str(info["node_id"]), "sslsteal.victim_gpu_ids": ",".join(info["gpu_ids"]), "sslsteal.victim_device": info["device"]}
+
+    def first_downstream(self) -> str:
+        """The dataset whose metrics the progress table shows."""
+        downstream = self.plan.values("evaluate", "downstream")
+        return downstream[0][0] if downstream and downstream[0] else self.victim.spec.evaluate.downstream[0]
+
+    def stop(self) -> None:
+        """Stop the victim actor (Ray itself is left running for the caller)."""
+        import ray
+
+        ray.kill(self.handle, no_restart=True)

@@ -1,0 +1,75 @@
+"""The Optuna studies of `sslsteal optimize` in their RDB storage: opened, checked against the plan, prepared, read."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from sslsteal.specs.base import ConfigError
+from sslsteal.specs.optimize import OptimizePlan, cover_points, mask_url
+
+log = logging.getLogger(__name__)
+
+
+def open_storage(url: str) -> Any:
+    """An Optuna RDBStorage (tables created on first use; a SQLite file's folder is created)."""
+    import optuna
+
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.RDBStorage(url)
+
+
+def load_studies(plan: OptimizePlan, storage: Any) -> dict[int, tuple[Any, int]]:
+    """Create or load the study of every budget: {budget: (study, trials it held)}. A stored study made from a
+    different sweep (attack/defense/evaluate, objective, direction) or budget is refused before anything runs."""
+    import optuna
+
+    out = {}
+    for budget in plan.optimize.budgets:
+        name = plan.study_name(budget)
+        study = optuna.create_study(storage=storage, study_name=name, direction=plan.optimize.resolved_direction, load_if_exists=True)
+        _refuse_mismatch(plan, study, {"sslsteal.fingerprint": plan.fingerprint(), "sslsteal.budget": budget})
+        if study.direction.name.lower() != plan.optimize.resolved_direction:
+            _refuse_mismatch(plan, study, {"direction": plan.optimize.resolved_direction})
+        out[budget] = (study, len(study.trials))
+    return out
+
+
+def _refuse_mismatch(plan: OptimizePlan, study: Any, wanted: dict[str, Any]) -> None:
+    stored = study.user_attrs
+    differ = [k.removeprefix("sslsteal.") for k, v in wanted.items() if k == "direction" or (k in stored and stored[k] != v)]
+    if differ:
+        raise ConfigError(
+            [f"optimize: study {study.study_name} in {mask_url(plan.optimize.storage_url())} was made with a different "
+             f"{', '.join(differ)}; rename the sweep or use another optimize.storage to start afresh"],
+            plan.sweep.source,
+        )  # fmt: skip
+
+
+def prepare_study(plan: OptimizePlan, study: Any, budget: int, victim_key: str) -> None:
+    """Refuse a study made against another victim; record what the study was made from; mark trials an interrupted
+    invocation left RUNNING as failed (one driver per study at a time); enqueue the `cover` points not tried yet."""
+    from optuna.trial import TrialState
+
+    wanted = {"sslsteal.fingerprint": plan.fingerprint(), "sslsteal.victim": victim_key, "sslsteal.budget": budget}
+    _refuse_mismatch(plan, study, wanted)
+    for key, value in wanted.items():
+        if study.user_attrs.get(key) != value:
+            study.set_user_attr(key, value)
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for t in stale:
+        study.tell(t.number, state=TrialState.FAIL)
+    if stale:
+        log.warning("study %s: %d trials left running by an interrupted invocation marked failed", study.study_name, len(stale))
+    live = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.FAIL]
+    for point in cover_points(plan):
+        if not any(all(t.system_attrs.get("fixed_params", t.params).get(k) == v for k, v in point.items()) for t in live):
+            study.enqueue_trial(point)
+
+
+def finished_trials(study: Any) -> list[Any]:
+    from optuna.trial import TrialState
+
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))

@@ -1,0 +1,120 @@
+"""Run a sweep on Ray Tune: one shared victim actor, one attacker account per trial attempt, one MLflow child run per trial.
+
+The driver resolves the victim (training it on the cluster when needed), shares its checkpoint, the references
+encoder and the datasets through the object store, opens a parent MLflow run and starts the actor; each trial
+steals through the actor, evaluates, runs the ownership tests and reports. `resume=True` continues the newest
+interrupted run of the sweep with `Tuner.restore`, reusing its parent run and its trials' child runs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from sslsteal.orchestration.driver import Driver
+from sslsteal.specs.sweep import SweepPlan
+
+STATE_FILE = "sslsteal-sweep.json"
+"""Written into Tune's experiment folder: which parent MLflow run a resumed sweep continues."""
+
+
+def _latest_state(root: Path, name: str) -> Path | None:
+    """The newest experiment folder of sweep `name` under `root` that this tool wrote."""
+    found = sorted(root.glob(f"{name}-*/{STATE_FILE}"), key=lambda p: p.parent.name)
+    return found[-1].parent if found else None
+
+
+def run_sweep(
+    plan: SweepPlan,
+    *,
+    address: str | None = None,
+    tracking_uri: str | None = None,
+    storage: str | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> Any:
+    """Run one Tune trial per configuration against the shared victim; returns Tune's ResultGrid."""
+    from ray import tune
+
+    from sslsteal.orchestration.tune_space import to_param_space
+    from sslsteal.specs.base import ConfigError
+
+    spec = plan.spec
+    root = Path(storage or "~/ray_results").expanduser().resolve()
+    previous = _latest_state(root, spec.name) if resume else None
+    if resume and (previous is None or not tune.Tuner.can_restore(str(previous))):
+        raise ConfigError([f"--resume: no interrupted run of sweep {spec.name!r} under {root}"], plan.source)
+    driver = Driver.start(plan, address=address, tracking_uri=tracking_uri)
+    tracker = driver.tracker
+    if previous is not None:
+        experiment = previous
+        state = json.loads((previous / STATE_FILE).read_text())
+    else:
+        experiment = root / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        state = {"parent_key": str(experiment), "sweep_file": plan.source}
+    try:
+        parent = tracker.start_parent(
+            spec.name,
+            experiment.name,
+            kind="sweep",
+            params={"trials": plan.trials, "victim": driver.victim.spec.key},
+            tags=driver.placement(),
+            key=state["parent_key"],
+        )
+        experiment.mkdir(parents=True, exist_ok=True)
+        (experiment / STATE_FILE).write_text(json.dumps(state | {"parent_run": parent}, indent=2))
+        trainable = driver.trainable(parent)
+        param_space = to_param_space(plan.tree, plan.spaces)
+        if previous is not None:
+            tuner = tune.Tuner.restore(str(experiment), trainable, resume_errored=True, param_space=param_space)
+        else:
+            run_config = tune.RunConfig(
+                name=experiment.name,
+                storage_path=str(root),
+                failure_config=tune.FailureConfig(max_failures=spec.run.max_failures),
+                callbacks=[close_trial_runs(tracker.uri, parent)],
+                verbose=1 if progress else 0,
+            )
+            tune_config = tune.TuneConfig(num_samples=spec.run.num_samples, max_concurrent_trials=spec.run.max_concurrent_trials)
+            tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+        try:
+            results = tuner.fit()
+        except BaseException:
+            tracker.finish(parent, "KILLED")
+            raise
+    finally:
+        driver.stop()
+    done = completed(results)
+    tracker.log_metrics(parent, {"trials.completed": float(done), "trials.failed": float(results.num_errors)})
+    tracker.finish(parent, "FAILED" if results.num_errors else "FINISHED" if done == plan.trials else "KILLED")
+    return results
+
+
+def completed(results: Any) -> int:
+    """Trials of a ResultGrid that ran to their final report (an interrupted sweep has fewer than planned)."""
+    return sum(r.error is None and "queries_used" in (r.metrics or {}) for r in results)
+
+
+def close_trial_runs(tracking_uri: str, parent: str) -> Any:
+    """A Tune callback (driver side) that ends a trial's child run left RUNNING: KILLED when Tune stopped the trial
+    early (a scheduler's pruning), FAILED when it failed for good; runs the trial finished itself are left alone."""
+    from ray import tune
+
+    from sslsteal.orchestration.tracking import Tracker
+
+    class CloseTrialRuns(tune.Callback):
+        def _close(self, trial: Any, status: str) -> None:
+            tracker = Tracker(tracking_uri)
+            run = tracker.find_child(parent, trial.trial_id)
+            if run is not None and run.info.status == "RUNNING":
+                tracker.finish(run.info.run_id, status)
+
+        def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self._close(trial, "KILLED")
+
+        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self._close(trial, "FAILED")
+
+    return CloseTrialRuns()

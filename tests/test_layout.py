@@ -1,0 +1,161 @@
+"""The package layout keeps each job in its room: specs without torch or Ray, Ray Tune and MLflow only in the
+orchestration package, no Ray at all in the pure stages, one registry mechanism."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sslsteal.registry import Registry
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "sslsteal"
+SWEEPS = REPO / "sweeps"
+PURE_STAGES = (
+    "data.py",
+    "augment.py",
+    "models.py",
+    "losses",
+    "attack.py",
+    "evaluate.py",
+    "baselines.py",
+    "legit.py",
+    "watermark.py",
+    "ownership",
+    "steal.py",
+    "suspect.py",
+)
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module a file imports, at any depth of its code (`from ray import tune` counts as `ray.tune`)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def modules(*parts: str) -> list[Path]:
+    out: list[Path] = []
+    for part in parts:
+        path = PACKAGE / part
+        out += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    return out
+
+
+def under(name: str, roots: tuple[str, ...]) -> bool:
+    return any(name == root or name.startswith(root + ".") for root in roots)
+
+
+def fresh_python(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SSLSTEAL_CACHE": str(tmp_path / "cache"), "SSLSTEAL_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+
+
+def test_import_walk_finds_imports_at_any_depth(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text("import os\n\ndef f():\n    from ray import tune\n    import mlflow.tracking\n")
+    assert {"os", "ray", "ray.tune", "mlflow.tracking"} <= imports_of(sample)
+    assert under("ray.tune.search", ("ray.tune",)) and not under("rayleigh", ("ray",))
+
+
+def test_tune_train_and_mlflow_only_in_orchestration() -> None:
+    offenders = {
+        str(path.relative_to(REPO)): sorted(name for name in imports_of(path) if under(name, ("ray.tune", "ray.train", "mlflow")))
+        for path in PACKAGE.rglob("*.py")
+        if "orchestration" not in path.relative_to(PACKAGE).parts
+    }
+    assert not {k: v for k, v in offenders.items() if v}
+    assert any(under(name, ("mlflow",)) for name in imports_of(PACKAGE / "orchestration" / "tracking.py"))  # the walk sees them
+
+
+def test_pure_stages_and_specs_never_import_ray() -> None:
+    checked = modules(*PURE_STAGES, "specs", "victim")
+    assert len(checked) > 30
+    offenders = {str(p.relative_to(REPO)): sorted(n for n in imports_of(p) if under(n, ("ray",))) for p in checked}
+    assert not {k: v for k, v in offenders.items() if v}
+
+
+def test_specs_never_import_torch_statically() -> None:
+    offenders = {
+        str(p.relative_to(REPO)): sorted(n for n in imports_of(p) if under(n, ("torch", "torchvision", "ray", "mlflow", "optuna"))) for p in modules("specs")
+    }
+    assert not {k: v for k, v in offenders.items() if v}
+
+
+def test_importing_the_specs_loads_neither_torch_nor_ray(tmp_path: Path) -> None:
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "import sslsteal.specs\n"
+        "names = [m.name for m in pkgutil.walk_packages(sslsteal.specs.__path__, 'sslsteal.specs.')]\n"
+        "for name in names:\n"
+        "    importlib.import_module(name)\n"
+        "print(len(names), sorted(m for m in ('torch', 'ray', 'mlflow', 'optuna') if m in sys.modules))\n"
+    )
+    proc = fresh_python(code, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    count, loaded = proc.stdout.split(" ", 1)
+    assert int(count) >= 12 and loaded.strip() == "[]"
+
+
+def test_validate_never_imports_torch_on_any_sweeps_file(tmp_path: Path) -> None:
+    files = sorted(str(p) for p in SWEEPS.rglob("*.yaml"))
+    assert len(files) > 20
+    code = (
+        "import contextlib, io, sys\n"
+        "from sslsteal.cli import main\n"
+        f"for path in {files!r}:\n"
+        "    with contextlib.redirect_stdout(io.StringIO()):\n"
+        "        assert main(['validate', path]) == 0, path\n"
+        "    assert 'torch' not in sys.modules, f'validating {path} imported torch'\n"
+        "print('ok', 'ray' in sys.modules)\n"
+    )
+    proc = fresh_python(code, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["ok", "False"]
+
+
+def test_every_declared_component_has_its_implementation() -> None:
+    import sslsteal.data
+    import sslsteal.losses
+    import sslsteal.models
+    import sslsteal.ownership
+    import sslsteal.victim.defenses  # noqa: F401  (attach the implementations)
+    from sslsteal.specs.datasets import DATASETS
+    from sslsteal.specs.defenses import DEFENSES
+    from sslsteal.specs.encoders import ENCODERS
+    from sslsteal.specs.evaluate import OWNERSHIP_TESTS
+    from sslsteal.specs.losses import LOSSES
+
+    for registry in (DATASETS, DEFENSES, ENCODERS, LOSSES, OWNERSHIP_TESTS):
+        assert len(registry) >= 4
+        for name in registry:
+            assert registry.implementation(name) is not None, (registry.kind, name)
+
+
+def test_registry_messages_and_checks() -> None:
+    things: Registry[str] = Registry("thing")
+    things.add("b", "bee")
+    things.register("a")("ay")
+    assert things.check_all(["b", "a", "b"]) == ["b", "a"]
+    with pytest.raises(ValueError, match=r"^unknown thing 'c'; known: a, b$"):
+        things.check_all(["a", "c"])
+    with pytest.raises(KeyError, match="unknown thing 'c'; known: a, b"):
+        things.implementation("c")
+    with pytest.raises(LookupError, match="declared but its implementation was not imported"):
+        things.implementation("a")
+    things.implements("a")(len)
+    assert things.implementation("a") is len
+    with pytest.raises(KeyError, match="not declared"):
+        things.implements("z")(len)
+    with pytest.raises(ValueError, match="registered twice"):
+        things.add("a", "again")
