@@ -45,6 +45,15 @@ MALFORMED = [
     ("empty batch", _images(0), "empty batch"),
     ("oversized batch", _images(65), "max_batch"),
     ("not an array", [[1, 2, 3]], "numpy array or torch tensor"),
+    ("object dtype", _images(2).astype(object), "uint8 or float, got numpy object"),
+    ("string dtype", np.full((2, 3, 32, 32), "x"), "uint8 or float, got numpy <U1"),
+    ("bool dtype", np.ones((2, 3, 32, 32), dtype=bool), "uint8 or float, got numpy bool"),
+    ("complex dtype", np.zeros((2, 3, 32, 32), dtype=np.complex64), "uint8 or float, got numpy complex64"),
+    ("structured dtype", np.zeros((2, 3, 32, 32), dtype=[("a", "u1")]), "uint8 or float"),
+    ("int tensor", torch.from_numpy(_images(2)).int(), "uint8 or float, got torch.int32"),
+    ("sparse tensor", torch.from_numpy(_images(2)).float().div(255).to_sparse(), "dense tensor"),
+    ("None", None, "numpy array or torch tensor"),
+    ("a string", "images", "numpy array or torch tensor"),
 ]
 
 

@@ -1,5 +1,6 @@
-"""A sweep survives a killed trial process (FailureConfig retries it on a fresh account) and an interrupted driver
-(`--resume` continues it with Tuner.restore, adding no duplicate MLflow runs). Real Ray, real MLflow server."""
+"""A sweep survives a killed trial process (FailureConfig retries it on a fresh account), a killed victim actor (Ray
+restarts it with every account) and an interrupted driver (`--resume` continues it with Tuner.restore, adding no
+duplicate MLflow runs). Real Ray, real MLflow server."""
 
 from __future__ import annotations
 
@@ -85,6 +86,36 @@ def test_killed_trial_is_retried_on_a_fresh_account(cifar_root: Path, tmp_path: 
     assert retried.data.metrics["queries_used"] == 300.0
     other = next(c for c in children if c.info.run_id != victim_run.info.run_id)
     assert other.data.tags["sslsteal.account"].endswith(".1")
+
+
+def test_killed_victim_actor_costs_no_trial_its_work(cifar_root: Path, tmp_path: Path, mlflow_uri: str) -> None:
+    """Ray restarts a killed victim actor; its accounts live in the experiment folder, so the running trials finish
+    in their first attempt with the budget they had, and none is retried."""
+    path = _write_sweep(tmp_path, cifar_root, "actor", ["mse", "softnn"], epochs=100, concurrent=2)
+    tracker = Tracker(mlflow_uri)
+    proc = _sweep(path, tmp_path, mlflow_uri)
+
+    def training() -> Any:  # both trials have spent their budget and are training; their next call is `stats`
+        parents, children = _children(tracker, "actor")
+        busy = [c for c in children if c.info.status == "RUNNING" and "train.loss" in c.data.metrics]
+        return parents[0] if parents and len(busy) == 2 else None
+
+    parent = _wait_for(training, proc, 600, "both trials to be training")
+    actor_pid = int(parent.data.tags["sslsteal.victim_pid"])
+    os.kill(actor_pid, signal.SIGKILL)
+    out = proc.communicate(timeout=900)[0].decode()
+    assert proc.returncode == 0, out[-3000:]
+
+    parents, children = _children(tracker, "actor")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(children) == 2
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["sslsteal.account"].endswith(".1")  # the first attempt: no retry
+        assert child.data.metrics["queries_used"] == 300.0  # the restarted actor kept the account's accounting
+    assert any((tmp_path / "tune").glob("actor-*/victim-accounts/*.pkl"))
+    with pytest.raises(ProcessLookupError):
+        os.kill(actor_pid, 0)  # the actor really was killed (and restarted by Ray)
 
 
 def test_interrupted_sweep_resumes_without_duplicate_runs(cifar_root: Path, tmp_path: Path, mlflow_uri: str) -> None:

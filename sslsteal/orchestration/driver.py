@@ -56,9 +56,11 @@ class Driver:
     baselines: dict[str, dict[str, float]]
 
     @classmethod
-    def start(cls, plan: SweepPlan, *, address: str | None = None, tracking_uri: str | None = None) -> Driver:
+    def start(cls, plan: SweepPlan, *, address: str | None = None, tracking_uri: str | None = None, state_dir: Path | None = None) -> Driver:
         """Start or join Ray; resolve (or train on the cluster) the victim and, when ownership tests need it, the
-        references; log the victim's run once; put checkpoints and datasets in the object store; start the actor."""
+        references; log the victim's run once; put checkpoints and datasets in the object store; start the actor,
+        keeping its accounts in `state_dir` (unless the sweep's `service.state_dir` says where) so that Ray restarting
+        it loses no account."""
         import ray
 
         from sslsteal.baselines import baselines, victim_report
@@ -74,6 +76,8 @@ class Driver:
 
         spec = plan.spec
         service = ServiceSpec.model_validate(spec.service)
+        if service.state_dir is None and state_dir is not None:
+            service = service.model_copy(update={"state_dir": str(state_dir)})
         if not ray.is_initialized():
             ray.init(address=address or "local", namespace=f"sslsteal-{spec.name}", include_dashboard=False)
         tracker = Tracker(tracking_uri or spec.tracking.uri)
@@ -115,11 +119,16 @@ class Driver:
         return tune.with_resources(tune.with_parameters(trial, context=context), {"cpu": res.cpu, "gpu": res.gpu})
 
     def placement(self) -> dict[str, str]:
-        """Where the victim actor runs (node id, GPU ids, torch device), as MLflow tags for the parent run."""
+        """Where the victim actor runs (node id, GPU ids, torch device, process), as MLflow tags for the parent run."""
         import ray
 
         info = ray.get(self.handle.info.remote())
-        return {"sslsteal.victim_node_id": str(info["node_id"]), "sslsteal.victim_gpu_ids": ",".join(info["gpu_ids"]), "sslsteal.victim_device": info["device"]}
+        return {
+            "sslsteal.victim_node_id": str(info["node_id"]),
+            "sslsteal.victim_gpu_ids": ",".join(info["gpu_ids"]),
+            "sslsteal.victim_device": info["device"],
+            "sslsteal.victim_pid": str(info["pid"]),
+        }
 
     def first_downstream(self) -> str:
         """The dataset whose metrics the progress table shows."""

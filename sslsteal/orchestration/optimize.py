@@ -59,7 +59,7 @@ def run_optimize(
     studies = load_studies(plan, ostorage)  # a mismatched study is refused before Ray starts
     root = Path(storage or "~/ray_results").expanduser().resolve()
     folder = Path(output) if output else root / f"{spec.name}-optimize"
-    driver = Driver.start(plan.sweep, address=address, tracking_uri=tracking_uri)
+    driver = Driver.start(plan.sweep, address=address, tracking_uri=tracking_uri, state_dir=folder / f"victim-accounts-{time.strftime('%Y%m%d-%H%M%S')}")
     tracker = driver.tracker
     first = driver.first_downstream()
     objective = o.resolve_objective(first)

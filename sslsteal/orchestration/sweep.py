@@ -16,6 +16,8 @@ from typing import Any
 from sslsteal.orchestration.driver import Driver
 from sslsteal.specs.sweep import SweepPlan
 
+VICTIM_STATE = "victim-accounts"
+"""The victim actor's account state, inside Tune's experiment folder: a restarted actor (or a resumed sweep) keeps every account."""
 STATE_FILE = "sslsteal-sweep.json"
 """Written into Tune's experiment folder: which parent MLflow run a resumed sweep continues."""
 
@@ -46,14 +48,14 @@ def run_sweep(
     previous = _latest_state(root, spec.name) if resume else None
     if resume and (previous is None or not tune.Tuner.can_restore(str(previous))):
         raise ConfigError([f"--resume: no interrupted run of sweep {spec.name!r} under {root}"], plan.source)
-    driver = Driver.start(plan, address=address, tracking_uri=tracking_uri)
-    tracker = driver.tracker
     if previous is not None:
         experiment = previous
         state = json.loads((previous / STATE_FILE).read_text())
     else:
         experiment = root / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         state = {"parent_key": str(experiment), "sweep_file": plan.source}
+    driver = Driver.start(plan, address=address, tracking_uri=tracking_uri, state_dir=experiment / VICTIM_STATE)
+    tracker = driver.tracker
     try:
         parent = tracker.start_parent(
             spec.name,

@@ -65,6 +65,10 @@ class Account:
         }
 
 
+ACCEPTED_NUMPY = tuple(np.dtype(t) for t in ("uint8", "float16", "float32", "float64"))
+"""Numpy dtypes a request may use; anything else (object, strings, bool, ints, complex, structured) is refused."""
+
+
 class VictimService:
     """Serves `embed(images, account)` from a victim checkpoint with per-account budgets and defenses."""
 
@@ -218,9 +222,13 @@ class VictimService:
 
     def _validate(self, images: Any) -> torch.Tensor:
         if isinstance(images, np.ndarray):
-            # arrays from Ray's object store are read-only; torch needs a writable buffer
-            x = torch.from_numpy(images if images.flags.writeable else images.copy())
+            if images.dtype not in ACCEPTED_NUMPY:
+                raise InvalidQuery(f"images must be uint8 or float, got numpy {images.dtype}")
+            # arrays from Ray's object store are read-only and views may have negative strides; torch needs neither
+            x = torch.from_numpy(np.array(images, copy=not images.flags.writeable or not images.flags.c_contiguous, order="C"))
         elif isinstance(images, torch.Tensor):
+            if images.layout != torch.strided:
+                raise InvalidQuery(f"images must be a dense tensor, got layout {images.layout}")
             x = images.detach().cpu()
         else:
             raise InvalidQuery(f"images must be a numpy array or torch tensor, got {type(images).__name__}")
