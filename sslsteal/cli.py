@@ -167,14 +167,11 @@ def _sweep(args: argparse.Namespace) -> int:
     finished = [(r.config, r.metrics) for r in results if r.error is None and "queries_used" in (r.metrics or {})]
     if finished:
         from sslsteal.orchestration.summary import group_by_config, summary_table
-        from sslsteal.orchestration.tracking import absolute_uri, default_tracking_uri
         from sslsteal.orchestration.trial import trial_name
 
         first = min(k.removeprefix("eval.test_images.") for k in finished[0][1] if k.startswith("eval.test_images."))
         print(summary_table(group_by_config(finished, trial_name), first))
-        uri = absolute_uri(args.tracking_uri or plan.spec.tracking.uri or default_tracking_uri())
-        where = uri if uri.startswith(("http://", "https://")) else f"mlflow ui --backend-store-uri {uri}"
-        print(f"results: {where}  (experiment {plan.spec.name!r})")
+        print_open_results(args.tracking_uri or plan.spec.tracking.uri, plan.spec.name)
     print(f"{done} trials finished, {results.num_errors} failed")
     if results.num_errors:
         return RUN_FAILURE
@@ -196,6 +193,7 @@ def _optimize(args: argparse.Namespace) -> int:
     result = run_optimize(plan, address=args.address, tracking_uri=args.tracking_uri, storage=args.storage, output=args.output, progress=not args.quiet)
     print(result.markdown)
     print("table: " + ", ".join(str(p) for p in result.files))
+    print_open_results(args.tracking_uri or plan.sweep.spec.tracking.uri, plan.sweep.spec.name)
     if result.interrupted:
         print("interrupted: run the same command again to continue the studies", file=sys.stderr)
         return INTERRUPTED
@@ -204,6 +202,14 @@ def _optimize(args: argparse.Namespace) -> int:
         print(f"no trial completed in {', '.join(empty)}", file=sys.stderr)
         return RUN_FAILURE
     return 0
+
+
+def print_open_results(uri: str | None, experiment: str) -> None:
+    """The two commands that open a finished sweep's or study's results (the dashboards, MLflow's runs table)."""
+    from sslsteal.orchestration.tracking import default_tracking_uri, open_results
+
+    dashboard, mlflow = open_results(uri or default_tracking_uri(), experiment)
+    print(f"open the results (experiment {experiment!r}):\n  dashboards: {dashboard}\n  MLflow:     {mlflow}")
 
 
 def _add_ray_and_mlflow(parser: argparse.ArgumentParser) -> None:
@@ -271,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     optimize.add_argument("--dry-run", action="store_true", help="check the file and print the studies, without starting Ray")
     optimize.add_argument("--quiet", action="store_true", help="no progress output")
     optimize.set_defaults(func=_optimize)
+
+    from sslsteal.dashboards import cli as dashboards
+
+    dashboard = sub.add_parser("dashboard", help="render the dashboards (the paper's tables and plots, ours beside them) as a static site")
+    dashboards.add_arguments(dashboard).set_defaults(func=dashboards.run)
 
     validate = sub.add_parser("validate", help="check a sweep (or optimize) file and print its trial count, without starting Ray")
     validate.add_argument("sweep", help="sweep YAML")

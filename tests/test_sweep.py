@@ -77,4 +77,6 @@ def test_sweep_logs_one_child_per_trial(cifar_root: Path, tmp_path: Path, mlflow
         mean, lo, hi = t_interval(accs)
         line = next(line for line in out.splitlines() if line.startswith(f"direct-{loss}-q300-cifar10:test[:8000]-noise"))
         assert f"{mean:.2f} [{lo:.2f}, {hi:.2f}]" in line and line.split()[1] == "2", line
-    assert f"mlflow ui --backend-store-uri {mlflow_uri}" not in out and mlflow_uri in out
+    # and how to open them: the dashboards of this experiment, and the server's runs table of it (no `mlflow ui` needed)
+    assert f"sslsteal dashboard --experiment e2e --tracking-uri {mlflow_uri}" in out, out[-2000:]
+    assert f"{mlflow_uri}/#/experiments/{exp.experiment_id}/runs" in out and "mlflow ui" not in out

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sslsteal.orchestration.tracking import DEFAULT_URI_ENV, MAX_PARAM_VALUE_LENGTH, Tracker, default_tracking_uri, flatten
+from sslsteal.orchestration.tracking import DEFAULT_URI_ENV, MAX_PARAM_VALUE_LENGTH, Tracker, default_tracking_uri, flatten, open_results
 
 CONFIG = {"attack": {"loss": "mse", "queries": 500, "lrs": [0.1, 0.01]}, "defense": {"name": "noise", "sigma": None}}
 
@@ -151,3 +151,7 @@ def test_default_sqlite_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     assert tracker.uri == f"sqlite:///{tmp_path / 'mlflow.db'}" and (tmp_path / "mlflow.db").is_file()
     assert [run.info.status for run in tracker.children(parent)] == ["FINISHED"]
     assert (tmp_path / "mlartifacts" / "local" / victim / "artifacts" / "checkpoint" / "victim.pt").read_bytes() == b"weights"
+    dashboard, mlflow = open_results(tracker.uri, "local")  # what a finished sweep prints
+    assert dashboard == f"sslsteal dashboard --experiment local --tracking-uri {tracker.uri}"
+    experiment_id = tracker.client.get_experiment_by_name("local").experiment_id
+    assert mlflow == f"mlflow ui --backend-store-uri {tracker.uri}  then  http://127.0.0.1:5000/#/experiments/{experiment_id}/runs"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -65,6 +66,20 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     """Consecutive slices of at most `size` items (MLflow caps entities per log_batch request)."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def open_results(uri: str, experiment: str) -> list[str]:
+    """How to open an experiment's results: the `sslsteal dashboard` command, and MLflow's runs table of the
+    experiment (a server's page, or `mlflow ui` on a local store and the page it then serves)."""
+    from mlflow.tracking import MlflowClient
+
+    uri = absolute_uri(uri)
+    found = MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
+    page = f"#/experiments/{found.experiment_id}/runs" if found is not None else ""
+    dashboard = f"sslsteal dashboard --experiment {shlex.quote(experiment)} --tracking-uri {shlex.quote(uri)}"
+    if uri.startswith(("http://", "https://")):
+        return [dashboard, f"{uri.rstrip('/')}/{page}"]
+    return [dashboard, f"mlflow ui --backend-store-uri {shlex.quote(uri)}  then  http://127.0.0.1:5000/{page}"]
 
 
 class Tracker:

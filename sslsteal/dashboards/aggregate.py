@@ -1,0 +1,161 @@
+"""Selecting runs, grouping them by fields, and aggregating repeated seeds as mean and Student-t interval.
+
+A group is every selected run with the same values of the grouping fields and of every other configuration
+param (`attack.*`, `evaluate.*`, `defense.*`) but the attacker seed, so its runs differ only by their seed and
+the interval says how much the result moves with the seed; a param that varies among the runs without being a
+grouping field becomes one (`confounders`), instead of passing different configurations off as seeds. One run
+gives no interval.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from scipy import stats
+
+from sslsteal.dashboards.fields import as_number, same_value, value
+from sslsteal.dashboards.records import RunRecord
+
+SEED = "attack.seed"
+CONFIG_SECTIONS = ("attack.", "evaluate.", "defense.")
+"""Param prefixes of a trial's resolved configuration (its sweep's searchable sections)."""
+NEUTRAL = ("evaluate.save_encoder", "evaluate.monitor_images")
+"""Configuration params that change no metric (an artifact saved, a per-epoch monitor): never a confounder."""
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Mean of n values and its confidence interval (lo, hi), None for a single value."""
+
+    n: int
+    mean: float
+    lo: float | None
+    hi: float | None
+
+
+def mean_interval(values: Iterable[float], confidence: float = 0.95) -> Estimate | None:
+    """Mean and two-sided Student-t interval of the mean of the non-NaN `values`; None when there are none."""
+    kept = [float(v) for v in values if not math.isnan(v)]
+    if not kept:
+        return None
+    mean = statistics.fmean(kept)
+    if len(kept) < 2:
+        return Estimate(1, mean, None, None)
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(kept) - 1)) * statistics.stdev(kept) / math.sqrt(len(kept))
+    return Estimate(len(kept), mean, mean - half, mean + half)
+
+
+def numbers(records: Iterable[RunRecord], field: str) -> list[float]:
+    """The field's numeric values over `records` (absent or non-numeric values left out)."""
+    out = [as_number(value(r, field)) for r in records]
+    return [v for v in out if v is not None]
+
+
+def select(records: Iterable[RunRecord], experiment: str, kind: str, statuses: Sequence[str], filters: Mapping[str, object]) -> list[RunRecord]:
+    """Runs of `experiment` of `kind` (`any`: every kind) in one of `statuses`, matching every filter (a value or a
+    list of allowed values)."""
+
+    def keep(r: RunRecord) -> bool:
+        if r.experiment != experiment or (kind != "any" and r.kind != kind) or r.status not in statuses:
+            return False
+        for name, wanted in filters.items():
+            allowed = wanted if isinstance(wanted, list) else [wanted]
+            if not any(same_value(value(r, name), a) for a in allowed):
+                return False
+        return True
+
+    return [r for r in records if keep(r)]
+
+
+def label(raw: float | str | None) -> str:
+    """A grouping value as shown: numbers without a needless `.0`, a missing value as `—`."""
+    if raw is None:
+        return "—"
+    if isinstance(raw, float):
+        return f"{raw:g}"
+    return raw
+
+
+def sort_key(text: str) -> tuple[int, float, str]:
+    """Numbers in numeric order first, then words, then missing values."""
+    number = as_number(text)
+    if text == "—":
+        return (2, 0.0, "")
+    return (0, number, "") if number is not None and not math.isnan(number) else (1, 0.0, text)
+
+
+@dataclass(frozen=True)
+class Group:
+    """Runs sharing the values of the grouping fields (`values`: field -> shown value)."""
+
+    values: dict[str, str]
+    records: list[RunRecord]
+
+    @property
+    def seeds(self) -> list[str]:
+        """The distinct attacker seeds of the group's runs, in numeric order."""
+        return sorted({r.params[SEED] for r in self.records if SEED in r.params}, key=sort_key)
+
+
+def confounders(records: Sequence[RunRecord], fields: Sequence[str]) -> list[str]:
+    """Configuration params, other than the attacker seed and `fields`, whose value differs between runs."""
+    named = {f.removeprefix("params.") for f in fields if f.startswith("params.")}
+    keys = sorted({k for r in records for k in r.params if k.startswith(CONFIG_SECTIONS)} - named - {SEED, *NEUTRAL})
+    # two logged values differ; a param only some runs logged (older runs, before the option existed) does not split
+    return [f"params.{k}" for k in keys if len({r.params[k] for r in records if k in r.params}) > 1]
+
+
+def group(records: Sequence[RunRecord], fields: Sequence[str], *, pooled: bool = False, within: Sequence[str] = ()) -> list[Group]:
+    """Group runs by the values of `fields` and of their `confounders` other than the fields meant to vary `within` a
+    group (a plot's x); `pooled`: by `fields` alone, whatever the configuration. Groups in natural order."""
+    keys = [*fields, *([] if pooled else confounders(records, [*fields, *within]))]
+    groups: dict[tuple[str, ...], list[RunRecord]] = {}
+    for r in records:
+        groups.setdefault(tuple(label(value(r, f)) for f in keys), []).append(r)
+    ordered = sorted(groups, key=lambda key: [sort_key(v) for v in key])
+    return [Group(dict(zip(keys, key, strict=True)), groups[key]) for key in ordered]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far an experiment's trials got: planned (from the sweep or optimize runs) and by run status."""
+
+    experiment: str
+    planned: int
+    statuses: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return max(self.planned, sum(self.statuses.values()))
+
+    @property
+    def finished(self) -> int:
+        return self.statuses.get("FINISHED", 0)
+
+    def text(self) -> str:
+        """`no trial runs yet`, `3 of 10 trials finished (1 failed, 2 running)` or `4 of 4 trials finished`."""
+        if not self.total:
+            return "no trial runs yet"
+        others = [f"{n} {status.lower()}" for status, n in sorted(self.statuses.items()) if status != "FINISHED" and n]
+        return f"{self.finished} of {self.total} trials finished" + (f" ({', '.join(others)})" if others else "")
+
+
+def progress(records: Iterable[RunRecord], experiment: str) -> Progress:
+    """Trial runs of `experiment` by status, and the trials its sweep runs (`params.trials`) or optimize run
+    (`sslsteal.trials_per_budget` per budget) planned."""
+    runs = [r for r in records if r.experiment == experiment]
+    planned = 0
+    for r in runs:
+        if r.kind == "sweep":
+            planned += int(as_number(r.params.get("trials")) or 0)
+        elif r.kind == "optimize":
+            budgets = [b for b in r.tags.get("sslsteal.budgets", "").split(",") if b]
+            planned += int(as_number(r.tags.get("sslsteal.trials_per_budget")) or 0) * len(budgets)
+    statuses: dict[str, int] = {}
+    for r in runs:
+        if r.kind == "trial":
+            statuses[r.status] = statuses.get(r.status, 0) + 1
+    return Progress(experiment, planned, statuses)

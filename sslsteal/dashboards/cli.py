@@ -1,0 +1,86 @@
+"""`sslsteal dashboard`: build the static dashboards site from the MLflow runs (and Optuna studies) of the
+experiments the definitions name, or of the experiments given with --experiment.
+
+Exit codes: 0 built, 2 bad definitions or an unknown --experiment (one line per problem).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+DEFINITIONS = Path(__file__).resolve().parents[2] / "dashboards"
+"""The repository's `dashboards/` folder."""
+OUT = "sslsteal-dashboards"
+USAGE_ERROR = 2
+
+
+DESCRIPTION = "Render the dashboards (the paper's tables and figures) as a static site."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of `sslsteal dashboard` (shared by this module's own parser and the `sslsteal` command's)."""
+    parser.add_argument(
+        "--experiment",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="build every dashboard from this experiment (repeatable) instead of those its definition names",
+    )
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: $SSLSTEAL_TRACKING_URI, $MLFLOW_TRACKING_URI, else ./mlflow.db)")
+    parser.add_argument("--out", default=OUT, help=f"folder for index.html and the pages (default: ./{OUT})")
+    parser.add_argument("--definitions", default=str(DEFINITIONS), help="folder of dashboard YAML files (default: the repository's dashboards/)")
+    parser.add_argument("--optuna-storage", metavar="URL", help="read every Optuna study from this storage instead of the one its study run recorded")
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return add_arguments(argparse.ArgumentParser(prog="sslsteal dashboard", description=DESCRIPTION))
+
+
+def shown_uri(uri: str) -> str:
+    """The URI with any password hidden (it is printed on every page)."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse `argv` (the arguments after `sslsteal dashboard`), build the site, print where it is."""
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the site the parsed options ask for and print where it is; 2 on bad definitions or experiments."""
+    from sslsteal.dashboards.spec import DefinitionError, load_definitions
+
+    try:
+        definitions = load_definitions(args.definitions)
+    except DefinitionError as exc:
+        print(exc, file=sys.stderr)
+        return USAGE_ERROR
+    from sslsteal.dashboards.site import build_site
+    from sslsteal.orchestration import run_records
+    from sslsteal.orchestration.tracking import default_tracking_uri
+
+    uri = args.tracking_uri or default_tracking_uri()
+    if args.experiment:
+        known = run_records.experiment_names(uri)
+        unknown = [name for name in args.experiment if name not in known]
+        if unknown:
+            print(f"--experiment: unknown experiment '{unknown[0]}' in {shown_uri(uri)}; known: {', '.join(sorted(known)) or 'none'}", file=sys.stderr)
+            return USAGE_ERROR
+        definitions = definitions.for_experiments(args.experiment)
+    names = [name for d in definitions.dashboards.values() for name in d.experiments]
+    records = run_records.fetch_records(uri, names)
+    studies = run_records.read_studies(records, args.optuna_storage)
+    paths = build_site(definitions, records, args.out, studies, source=shown_uri(uri))
+    print(f"{len(paths) - 1} dashboards from {len(records)} runs of {len(set(names))} experiments: {paths[0].resolve().as_uri()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

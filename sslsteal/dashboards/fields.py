@@ -1,0 +1,202 @@
+"""Field names a dashboard may use, and reading them off a run.
+
+A field is a metric (`acc.cifar10`, named as in docs/architecture.md#metrics), a param (`params.attack.loss`), a
+tag (`tags.sslsteal.victim_device`) or a run attribute (`run.status`). Definitions are checked against this
+vocabulary so that a typo fails validation instead of rendering an empty column.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from functools import cache
+
+from sslsteal.dashboards.records import RunRecord
+from sslsteal.specs.datasets import DATASETS
+from sslsteal.specs.evaluate import OWNERSHIP_TESTS
+
+DATASET = "<dataset>"
+"""Placeholder for a downstream dataset; a table column `acc.<dataset>` becomes one column per dataset logged."""
+
+OWNERSHIP_KEYS = (
+    # every test (sslsteal/ownership/evidence.py and calibrate.py)
+    *("p_value", "stolen", "inconclusive", "statistic", "effect", "score", "victim_score", "reference_mean", "reference_sd", "references"),
+    *("flagged_reference", "victim_p"),
+    # per-test details (sslsteal/ownership/scores.py)
+    *("acc", "n", "p_chance", "private_loss", "public_loss", "n_private", "n_public", "private_loglik", "public_loglik", "sigma", "distance"),
+)
+
+METRICS = (
+    # trial runs: docs/architecture.md#metrics
+    *("queries_used", "acc.<dataset>", "acc.<dataset>.lo", "acc.<dataset>.hi"),
+    *("eval.test_images.<dataset>", "eval.val_images.<dataset>", "eval.fidelity_images", "eval.public_images"),
+    *("val_acc.<dataset>", "victim_acc.<dataset>", "random_acc.<dataset>", "random_acc.<dataset>.std"),
+    *("acc_ratio.<dataset>", "gain_recovered.<dataset>", "fidelity.cosine", "fidelity.l2", "watermark.acc"),
+    *("ownership.<test>.<key>", "legit_acc.<dataset>", "defense.detected_fraction", "cost.pow_hashes"),
+    *("train.loss", "val.knn_acc", "epoch", "time.steal_s", "time.eval_s", "time.ownership_s"),
+    # sweep parents (sslsteal/sweep.py) and study runs (docs/optimize.md#tracking-mlflow)
+    *("trials.completed", "trials.failed", "trials.complete", "trials.pruned", "best.<objective>", "importance.<param>"),
+)
+PARAM_SECTIONS = ("attack", "evaluate", "defense", "optuna")
+"""Trial params are the flattened resolved config: `attack.*`, `evaluate.*`, `defense.*` (and `optuna.*` in studies)."""
+PARENT_PARAMS = ("trials", "victim", "objective", "direction", "storage", "budget", "study")
+"""Params of sweep parents, the optimize run and study runs."""
+TAGS = (
+    *("sslsteal.kind", "sslsteal.sweep", "sslsteal.trial_key", "sslsteal.parent_key", "sslsteal.victim_key"),
+    *(
+        "sslsteal.account",
+        "sslsteal.node_id",
+        "sslsteal.pid",
+        "sslsteal.victim_node_id",
+        "sslsteal.victim_gpu_ids",
+        "sslsteal.victim_device",
+        "sslsteal.victim_pid",
+    ),
+    *("sslsteal.optuna_trial", "sslsteal.optuna_state", "sslsteal.study", "sslsteal.budgets", "sslsteal.trials_per_budget"),
+    *("mlflow.parentRunId", "mlflow.runName", "best.trial", "best.loss", "best.<param>"),
+)
+RUN_ATTRIBUTES = ("id", "name", "experiment", "status", "start", "end", "duration_s", "attempt")
+"""`run.attempt` is the attempt number of a trial (1 = no retry), the suffix of its `sslsteal.account` tag."""
+NUMERIC_RUN_ATTRIBUTES = ("duration_s", "attempt")
+
+_PIECES = {
+    "<dataset>": "(?:" + "|".join(DATASETS) + ")",
+    "<test>": "(?:" + "|".join(OWNERSHIP_TESTS) + ")",
+    "<key>": "(?:" + "|".join(OWNERSHIP_KEYS) + ")",
+    "<objective>": r"(?:val_acc\.[a-z][a-z0-9_]*|fidelity\.cosine|fidelity\.l2)",
+    "<param>": r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)*",
+}
+
+
+@cache
+def _pattern(names: tuple[str, ...], template: bool) -> re.Pattern[str]:
+    """One regex matching every name of the vocabulary (`<dataset>` also matched literally when `template`)."""
+
+    def one(name: str) -> str:
+        parts = re.split(r"(<[a-z]+>)", name)
+        out = []
+        for part in parts:
+            if part in _PIECES:
+                piece = _PIECES[part]
+                out.append(f"(?:{piece}|<dataset>)" if template and part == DATASET else piece)
+            else:
+                out.append(re.escape(part))
+        return "".join(out)
+
+    return re.compile("(?:" + "|".join(one(n) for n in names) + r")\Z")
+
+
+def _suggest(name: str, vocabulary: tuple[str, ...], prefix: str = "") -> str:
+    """` (did you mean 'x'?)` for a close known name, filling placeholders from the name's own last part."""
+    tail = name.rsplit(".", 1)[-1]
+    candidates = [v.replace(DATASET, tail).replace("<test>", "watermark").replace("<key>", "p_value") for v in vocabulary]
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.75)
+    return f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+
+
+def check_field(name: str, *, template: bool = False) -> str:
+    """`name` if it is a known field, else ValueError `unknown field 'name'`; `<dataset>` is allowed when `template`."""
+    if not isinstance(name, str):
+        raise ValueError(f"a field name must be a string, got {name!r}")
+    if name.startswith("params."):
+        key = name.removeprefix("params.")
+        section = key.split(".", 1)[0]
+        if (section in PARAM_SECTIONS and "." in key and re.fullmatch(_PIECES["<param>"], key)) or key in PARENT_PARAMS:
+            return name
+        raise ValueError(f"unknown field '{name}': params are params.<{'|'.join(PARAM_SECTIONS)}>.<key> or params.<{'|'.join(PARENT_PARAMS)}>")
+    if name.startswith("tags."):
+        if _pattern(TAGS, False).match(name.removeprefix("tags.")):
+            return name
+        raise ValueError(f"unknown field '{name}'{_suggest(name.removeprefix('tags.'), TAGS, 'tags.')}")
+    if name.startswith("run."):
+        if name.removeprefix("run.") in RUN_ATTRIBUTES:
+            return name
+        raise ValueError(f"unknown field '{name}'; run attributes: {', '.join('run.' + a for a in RUN_ATTRIBUTES)}")
+    if DATASET in name and not template:
+        raise ValueError(f"'{name}': {DATASET} is allowed only in table columns")
+    if _pattern(METRICS, template).match(name):
+        return name
+    raise ValueError(f"unknown field '{name}'{_suggest(name, METRICS)}")
+
+
+def is_numeric(name: str) -> bool:
+    """Whether a field's values are numbers to aggregate (metrics, run.duration_s, run.attempt) or labels."""
+    if name.startswith(("params.", "tags.")):
+        return False
+    return not name.startswith("run.") or name.removeprefix("run.") in NUMERIC_RUN_ATTRIBUTES
+
+
+def value(record: RunRecord, name: str) -> float | str | None:
+    """The field's value on `record`: a float for metrics, a string for params and tags; None when absent."""
+    if name.startswith("params."):
+        return record.params.get(name.removeprefix("params."))
+    if name.startswith("tags."):
+        return record.tags.get(name.removeprefix("tags."))
+    if name.startswith("run."):
+        return _run_attribute(record, name.removeprefix("run."))
+    metric = record.metrics.get(name)
+    return None if metric is None else float(metric)
+
+
+def _run_attribute(record: RunRecord, attribute: str) -> float | str | None:
+    if attribute == "duration_s":
+        if record.start_time is None or record.end_time is None:
+            return None
+        return (record.end_time - record.start_time).total_seconds()
+    if attribute == "attempt":
+        account = record.tags.get("sslsteal.account", "")
+        suffix = account.rsplit(".", 1)[-1]
+        return float(suffix) if "." in account and suffix.isdigit() else None
+    if attribute in ("start", "end"):
+        moment = record.start_time if attribute == "start" else record.end_time
+        return None if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
+    return {"id": record.run_id, "name": record.name, "experiment": record.experiment, "status": record.status}[attribute]
+
+
+def as_number(raw: float | str | None) -> float | None:
+    """A param or metric as a finite-or-NaN float, or None when it is absent or not a number ("null", "mse")."""
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        return None
+
+
+def same_value(logged: float | str | None, wanted: object) -> bool:
+    """Whether a run's value equals a value written in YAML: numerically when both are numbers ("9000" == 9000,
+    "1.0" == 1), else as text (None matches the param "null")."""
+    if logged is None:
+        return False
+    if wanted is None:
+        return logged == "null"
+    if isinstance(wanted, bool):
+        return str(logged).lower() == str(wanted).lower()
+    a, b = as_number(logged), as_number(wanted if isinstance(wanted, (int, float, str)) else None)
+    if a is not None and b is not None:
+        return a == b or (math.isnan(a) and math.isnan(b))
+    return str(logged) == str(wanted)
+
+
+def expand(name: str, records: list[RunRecord]) -> list[str]:
+    """A `<dataset>` template -> the concrete metric names the records logged (sorted); any other name -> itself."""
+    if DATASET not in name:
+        return [name]
+    head, tail = name.split(DATASET, 1)
+    found = re.compile(re.escape(head) + _PIECES[DATASET] + re.escape(tail) + r"\Z")
+    return sorted({key for r in records for key in r.metrics if found.match(key)})
+
+
+def default_format(name: str) -> str:
+    """How a field's numbers are printed unless a definition says otherwise."""
+    last = name.rsplit(".", 1)[-1]
+    if last in ("p_value", "p_chance", "victim_p") or name.startswith("importance."):
+        return ".3g"
+    if name.startswith(("acc_ratio.", "gain_recovered.", "fidelity.", "ownership.", "defense.")):
+        return ".3f"
+    if name.startswith(("queries_used", "trials.", "eval.", "cost.", "run.attempt", "epoch")):
+        return ".0f"
+    if name.startswith(("time.", "run.duration")):
+        return ".1f"
+    return ".2f"

@@ -1,0 +1,59 @@
+"""What dashboards consume: one MLflow run, or one Optuna study, as plain data (no MLflow or Optuna objects)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypedDict
+
+KIND_TAG = "sslsteal.kind"
+"""The tag naming a run's role: trial, sweep, victim, optimize or study (sslsteal.orchestration.tracking)."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run: its id, experiment, status, flat params, latest metric values, tags and start/end times (UTC)."""
+
+    run_id: str
+    experiment: str
+    status: str
+    params: Mapping[str, str] = field(default_factory=dict)
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+
+    @property
+    def kind(self) -> str | None:
+        """trial, sweep, victim, optimize or study; None for a run sslsteal did not create."""
+        return self.tags.get(KIND_TAG)
+
+    @property
+    def name(self) -> str:
+        return self.tags.get("mlflow.runName", self.run_id)
+
+
+class BestTrial(TypedDict):
+    """The best complete trial of a study."""
+
+    number: int
+    value: float
+    loss: str | None
+    params: dict[str, object]
+
+
+class StudyRecord(TypedDict):
+    """One Optuna study (one query budget) as a plain dict: trial counts by state, the best trial, the best value of
+    each loss and Optuna's parameter importances."""
+
+    experiment: str
+    name: str
+    budget: int | None
+    objective: str
+    direction: str
+    states: dict[str, int]
+    best: BestTrial | None
+    best_per_loss: dict[str, float]
+    importances: dict[str, float]
+    error: str | None

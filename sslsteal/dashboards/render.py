@@ -1,0 +1,164 @@
+"""Panels as HTML: tables of means with their 95% t-intervals (the paper's value beside ours where it has the same
+cell), and the Optuna studies' tables. Plots come from `sslsteal.dashboards.plots`.
+
+Cells carry their numbers as data attributes (`data-field`, `data-n`, `data-mean`, `data-lo`, `data-hi`,
+`data-paper`), so a page can be checked against the runs by a program as well as read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from html import escape
+
+from sslsteal.dashboards.aggregate import Estimate, Group, group, label, mean_interval, numbers
+from sslsteal.dashboards.fields import DATASET, default_format, expand, is_numeric, value
+from sslsteal.dashboards.paper import PaperValue, lookup
+from sslsteal.dashboards.records import RunRecord, StudyRecord
+from sslsteal.dashboards.spec import PaperTable, TablePanel
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every panel of a dashboard needs: the paper tables it cites and the interval's confidence level."""
+
+    paper: list[PaperTable]
+    confidence: float
+
+
+def attrs(values: Mapping[str, object]) -> str:
+    """HTML attributes, escaped; None values left out."""
+    return "".join(f' {k}="{escape(str(v))}"' for k, v in values.items() if v is not None)
+
+
+def estimate_text(est: Estimate | None, fmt: str) -> str:
+    """`41.23 [38.10, 44.36]`; just the mean for one run; `—` for none."""
+    if est is None:
+        return "—"
+    if est.lo is None or est.hi is None:
+        return format(est.mean, fmt)
+    return f"{format(est.mean, fmt)} [{format(est.lo, fmt)}, {format(est.hi, fmt)}]"
+
+
+def estimate_cell(field: str, est: Estimate | None, fmt: str, paper: Sequence[PaperValue] = ()) -> str:
+    """A cell with our mean and interval, and below them the paper's value(s) for the same cell."""
+    data: dict[str, object] = {"data-field": field, "data-n": est.n if est else 0}
+    if est is not None:
+        data |= {"data-mean": repr(est.mean), "data-lo": _repr(est.lo), "data-hi": _repr(est.hi)}
+    data["data-paper"] = ";".join(repr(p.value) for p in paper) or None
+    cited = "".join(f'<div class="paper" title="{escape(p.cite())}">paper {format(p.value, fmt)} <small>(T{p.table})</small></div>' for p in paper)
+    return f'<td class="num"{attrs(data)}>{escape(estimate_text(est, fmt))}{cited}</td>'
+
+
+def _repr(v: float | None) -> str | None:
+    return None if v is None else repr(v)
+
+
+def table(header: Sequence[str], rows: Sequence[str], table_attrs: Mapping[str, object] | None = None) -> str:
+    """An HTML table from header labels and already-rendered `<tr>` rows (scrolling sideways when wide)."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    return f'<div class="scroll"><table{attrs(table_attrs or {})}><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+
+
+def note(text: str, kind: str = "note") -> str:
+    return f'<p class="{kind}">{escape(text)}</p>'
+
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    field: str
+    header: str
+    fmt: str
+
+
+def plan_columns(panel: TablePanel, records: Sequence[RunRecord]) -> tuple[list[ColumnPlan], list[str]]:
+    """Every column with `<dataset>` templates expanded to the datasets the runs logged; and the fields no run has."""
+    out, absent = [], []
+    for column in panel.columns:
+        names = expand(column.field, list(records))
+        if not any(value(r, name) is not None for r in records for name in names):
+            absent.append(column.field)
+        for name in names:
+            header = column.label or name
+            if DATASET in column.field:  # the template's label with the dataset filled in
+                head, _, tail = column.field.partition(DATASET)
+                header = (column.label or column.field).replace(DATASET, name[len(head) : len(name) - len(tail)])
+            out.append(ColumnPlan(name, header, column.format or default_format(name)))
+    return out, absent
+
+
+def table_panel(panel: TablePanel, records: Sequence[RunRecord], context: Context, selection: Mapping[str, object]) -> str:
+    """Rows grouped by the row fields (runs, seeds, then each column's mean [interval] and the paper's value), or,
+    with `aggregate: none`, one row per run. `selection` (which runs were used) goes into the table's attributes."""
+    columns, absent = plan_columns(panel, records)
+    table_attrs = {"class": "data", "data-aggregate": panel.aggregate, "data-rows": json.dumps(panel.rows)}
+    table_attrs |= {f"data-{k}": json.dumps(v) for k, v in selection.items()}
+    missing = note(f"no run logged {', '.join(absent)}") if absent else ""
+    if panel.aggregate == "none":
+        rows = [_run_row(g, panel.rows, columns) for g in group(records, [*panel.rows, "run.id"], pooled=True)]
+        return table([*panel.rows, *(c.header for c in columns)], rows, table_attrs) + missing
+    with_seeds = any("attack.seed" in r.params for r in records)
+    rows = []
+    groups = group(records, panel.rows, pooled=panel.aggregate == "pooled")
+    row_fields = list(groups[0].values) if groups else list(panel.rows)
+    for g in groups:
+        cells = [f"<td>{escape(g.values[f])}</td>" for f in row_fields]
+        cells.append(f'<td class="num" data-field="runs">{len(g.records)}</td>')
+        cells += [f'<td data-field="seeds">{escape(", ".join(g.seeds))}</td>'] if with_seeds else []
+        cells += [_group_cell(g, c, context) for c in columns]
+        rows.append(f"<tr{attrs({'data-group': json.dumps(g.values)})}>{''.join(cells)}</tr>")
+    header = [*row_fields, "runs", *(["seeds"] if with_seeds else []), *(c.header for c in columns)]
+    return table(header, rows, table_attrs) + missing
+
+
+def _run_row(g: Group, row_fields: Sequence[str], columns: Sequence[ColumnPlan]) -> str:
+    (run,) = g.records
+    cells = [f"<td>{escape(g.values[f])}</td>" for f in row_fields]
+    for c in columns:
+        raw = value(run, c.field)
+        shown = format(raw, c.fmt) if isinstance(raw, float) else label(raw)
+        cells.append(f"<td{attrs({'data-field': c.field})}>{escape(shown)}</td>")
+    return f"<tr{attrs({'data-run': run.run_id})}>{''.join(cells)}</tr>"
+
+
+def _group_cell(g: Group, column: ColumnPlan, context: Context) -> str:
+    """A number column: mean [interval] and the paper's value; a label column (params, tags): its distinct values."""
+    if is_numeric(column.field):
+        est = mean_interval(numbers(g.records, column.field), context.confidence)
+        return estimate_cell(column.field, est, column.fmt, lookup(context.paper, g.records, column.field))
+    shown = sorted({label(value(r, column.field)) for r in g.records})
+    return f"<td{attrs({'data-field': column.field})}>{escape(', '.join(shown))}</td>"
+
+
+def _best_params(params: Mapping[str, object]) -> str:
+    """`lr=0.001, batch_size=256` from Optuna names (`attack/lr`)."""
+    return ", ".join(f"{k.rsplit('/', 1)[-1]}={format(v, '.4g') if isinstance(v, float) else v}" for k, v in params.items()) or "—"
+
+
+def studies_table(studies: Sequence[StudyRecord]) -> str:
+    """Per budget: trial counts, the best loss, value and parameters, and the best value of every loss (and any
+    study that could not be read)."""
+    losses = sorted({loss for s in studies for loss in s["best_per_loss"]})
+    objective = studies[0]["objective"]
+    rows = []
+    for s in studies:
+        best = s["best"]
+        counts = "/".join(str(s["states"].get(k, 0)) for k in ("COMPLETE", "PRUNED", "FAIL", "RUNNING"))
+        cells = [label(None if s["budget"] is None else str(s["budget"])), s["name"], counts]
+        cells += [best["loss"] or "—", format(best["value"], ".4g"), _best_params(best["params"])] if best else ["—", "—", "—"]
+        cells += [format(s["best_per_loss"][loss], ".4g") if loss in s["best_per_loss"] else "—" for loss in losses]
+        rows.append(f"<tr{attrs({'data-study': s['name']})}>{''.join(f'<td>{escape(c)}</td>' for c in cells)}</tr>")
+    header = ["budget", "study", "trials complete/pruned/failed/running", "best loss", f"best {objective}", "best params"]
+    html = table([*header, *(f"best {loss}" for loss in losses)], rows, {"class": "data studies"})
+    return html + "".join(note(f"{s['name']}: {s['error']}") for s in studies if s["error"])
+
+
+def importances_table(studies: Sequence[StudyRecord]) -> str:
+    """Each study's parameter importances, most important first."""
+    ranked = [(s, k, v) for s in studies for k, v in sorted(s["importances"].items(), key=lambda kv: -kv[1])]
+    rows = [f'<tr><td>{s["budget"]}</td><td>{escape(k)}</td><td class="num">{v:.3f}</td></tr>' for s, k, v in ranked]
+    html = "<h4>Parameter importances (Optuna)</h4>"
+    if not rows:
+        return html + note("none yet: importances need at least two complete trials in which a parameter varied")
+    return html + table(["budget", "param", "importance"], rows, {"class": "data importances"})
