@@ -11,8 +11,10 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-DEFINITIONS = Path(__file__).resolve().parents[2] / "dashboards"
-"""The repository's `dashboards/` folder."""
+CHECKOUT_DEFINITIONS = Path(__file__).resolve().parents[2] / "dashboards"
+"""The repository's `dashboards/` folder, beside the package in a checkout (an editable install)."""
+DEFINITIONS = CHECKOUT_DEFINITIONS if CHECKOUT_DEFINITIONS.is_dir() else Path("dashboards")
+"""The default: the checkout's folder, else `./dashboards` (a copy of it where the package was installed from a wheel)."""
 OUT = "sslsteal-dashboards"
 USAGE_ERROR = 2
 
@@ -31,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: $SSLSTEAL_TRACKING_URI, $MLFLOW_TRACKING_URI, else ./mlflow.db)")
     parser.add_argument("--out", default=OUT, help=f"folder for index.html and the pages (default: ./{OUT})")
-    parser.add_argument("--definitions", default=str(DEFINITIONS), help="folder of dashboard YAML files (default: the repository's dashboards/)")
+    parser.add_argument(
+        "--definitions", default=str(DEFINITIONS), help="folder of dashboard YAML files (default: the repository's dashboards/, else ./dashboards)"
+    )
     parser.add_argument("--optuna-storage", metavar="URL", help="read every Optuna study from this storage instead of the one its study run recorded")
     return parser
 
