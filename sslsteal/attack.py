@@ -215,6 +215,6 @@ def steal(
             encoder.train()
 
     epochs_desc = f"steal {spec.method}/{spec.loss}/{spec.queries}"
-    history = _train(params, modules, step, len(sent), spec.epochs, spec, epochs_desc, progress, report, "attacker.order")
+    history = _train(params, modules, step, len(sent), spec.epochs_for(len(sent)), spec, epochs_desc, progress, report, "attacker.order")
     encoder.eval()
     return StolenModel(encoder, head, queries_used, history)

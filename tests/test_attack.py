@@ -153,6 +153,19 @@ def test_epoch_callback_sees_the_encoder(victim) -> None:
     assert seen == [1, 2]
 
 
+def test_training_length_by_optimizer_steps(victim) -> None:
+    """`steps` fixes the optimizer steps whatever the budget: 64 images in batches of 16 are 4 steps an epoch, so 10
+    steps take 3 epochs (rounded up) and 200 images (12 steps an epoch) take 1."""
+    assert AttackSpec(queries=64, steps=10, batch_size=16).epochs_for(64) == 3
+    assert AttackSpec(queries=200, steps=10, batch_size=16).epochs_for(200) == 1
+    assert AttackSpec(queries=64, epochs=7).epochs_for(64) == 7
+    seen: list[int] = []
+    spec = AttackSpec(queries=64, steps=10, batch_size=16)
+    images, _ = _images(64)
+    steal(spec, _query(victim), images, encoder_name="small_cnn", on_epoch=lambda e, rec, enc: seen.append(e))
+    assert seen == [1, 2, 3]
+
+
 @pytest.mark.parametrize(
     "fields,needle",
     [
@@ -162,6 +175,8 @@ def test_epoch_callback_sees_the_encoder(victim) -> None:
         ({"loss": "infonce", "loss_params": {"temperature": -1}}, "temperature"),
         ({"query_data": "imagenet:train"}, "query_data: unknown dataset"),
         ({"queries": 1, "strategy": "augmented", "views": 2}, "queries: 1 queries buy no image"),
+        ({"steps": 100, "epochs": 5}, "steps: set the training length by epochs or by steps, not both"),
+        ({"steps": 0}, "steps: Input should be greater than 0"),
     ],
 )
 def test_bad_attack_specs_name_the_key(fields: dict, needle: str) -> None:

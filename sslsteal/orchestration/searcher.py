@@ -129,6 +129,7 @@ def make_scheduler(plan: OptimizePlan) -> Any:
             min_time_slice=sys.maxsize,  # never pause a trial to let another run: trials keep no checkpoint
         )
     epochs = [int(e) for e in plan.sweep.values("attack", "epochs")] or [AttackSpec.model_fields["epochs"].default]
+    epochs += [int(s) for s in plan.sweep.values("attack", "steps") if s]  # an epoch is at least one step: a bound
     return tune.schedulers.ASHAScheduler(
         time_attr="training_iteration",
         metric=MONITOR,

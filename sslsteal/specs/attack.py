@@ -3,6 +3,7 @@ budget and pool, and the training recipe (the code is `sslsteal.attack`)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -32,7 +33,10 @@ class AttackSpec(StrictModel):
     strategy: Literal["once", "augmented"] = "once"
     views: int = Field(2, ge=2, description="augmented views sent per image (strategy augmented, recreate_head)")
     augment: Literal["none", "weak", "simclr"] = Field("weak", description="attacker-side augmentation of its inputs")
-    epochs: int = Field(30, gt=0)
+    epochs: int = Field(30, gt=0, description="passes over the answered images; set `steps` instead to fix the training length")
+    steps: int | None = Field(
+        None, gt=0, description="optimizer steps of the copy's training, whatever the budget (rounded up to whole epochs); epochs is then derived"
+    )
     batch_size: int = Field(256, ge=2)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -70,6 +74,8 @@ class AttackSpec(StrictModel):
             loss_params(self.loss, self.loss_params)
         except ValueError as exc:
             raise ValueError(f"loss_params: {exc}") from None
+        if self.steps is not None and "epochs" in self.model_fields_set:
+            raise ConfigError(["steps: set the training length by epochs or by steps, not both"])
         if self.method == "recreate_head" and self.strategy != "augmented":
             raise ConfigError(["strategy: method recreate_head needs victim outputs of several views per image: use strategy augmented"])
         if self.images_needed < 1:
@@ -87,6 +93,13 @@ class AttackSpec(StrictModel):
     def pool(self) -> DataRef:
         """The slice of a split the attacker draws its query images from."""
         return parse_ref(self.query_data)
+
+    def epochs_for(self, answered: int) -> int:
+        """Epochs over `answered` training items: `epochs`, or as many as `steps` optimizer steps take (at least one)."""
+        if self.steps is None:
+            return self.epochs
+        per_epoch = max(1, answered // min(self.batch_size, answered))
+        return max(1, math.ceil(self.steps / per_epoch))
 
     @property
     def images_needed(self) -> int:
