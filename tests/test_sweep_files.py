@@ -25,6 +25,7 @@ EXPECTED_TRIALS = {
     "cpu/methods.yaml": 3,
     "cpu/losses.yaml": 10,
     "cpu/loss_forms.yaml": 15,
+    "cpu/recipe.yaml": 36,
     "cpu/queries.yaml": 12,
     "cpu/noise_defense.yaml": 10,
     "cpu/similarity_defense.yaml": 8,
@@ -100,10 +101,10 @@ def test_cpu_sweeps_use_a_shipped_small_cnn_victim_on_one_cpu(path: Path) -> Non
     res = plan.spec.run.resources_per_trial
     assert (res.cpu, res.gpu) == (1, 0)
     for attack in _trial_values(plan, "attack"):
-        queries = attack["queries"]
-        for q in plan.spaces[("attack", "queries")].args if isinstance(queries, dict) else [queries]:
-            assert q <= 9000
-        assert attack["epochs"] <= 30
+        for key, limit in (("queries", 9000), ("epochs", 30), ("steps", 1500)):  # CPU-sized budgets and training
+            value = attack.get(key)
+            values = plan.spaces[("attack", key)].args if isinstance(value, dict) else [] if value is None else [value]
+            assert all(v <= limit for v in values), (key, values)
 
 
 @pytest.mark.parametrize("path", PAPER_FILES, ids=_rel)
