@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sslsteal.orchestration.summary import ConfigSummary, summary_table
+from sslsteal.orchestration.summary import ConfigSummary, group_by_config, summary_table
 from sslsteal.steal import verdict_text
 
 
@@ -28,3 +28,20 @@ def test_summary_cell_is_the_largest_decided_p_and_counts_inconclusive_seeds() -
     assert row([decided(0.01), decided(0.2)]) == "0.2"
     assert row([decided(0.01), UNDECIDED, decided(0.03)]) == "0.03 (1/3 inconclusive)"
     assert row([UNDECIDED, UNDECIDED]) == "inconclusive"
+
+
+def test_configurations_a_label_does_not_tell_apart_get_their_differences_named() -> None:
+    def config(steps: int, augment: str, seed: int) -> dict[str, object]:
+        return {"attack": {"loss": "softnn", "steps": steps, "augment": augment, "seed": seed}}
+
+    trials = [(config(steps, aug, seed), {"acc.cifar10": 60.0 + seed}) for steps in (480, 1500) for aug in ("weak", "simclr") for seed in (0, 1)]
+    trials.append(({"attack": {"loss": "mse", "steps": 480, "augment": "weak", "seed": 0}}, {"acc.cifar10": 50.0}))
+    groups = group_by_config(trials, lambda c: str(c["attack"]["loss"]))
+    assert [g.label for g in groups] == [
+        "softnn augment=weak,steps=480",
+        "softnn augment=simclr,steps=480",
+        "softnn augment=weak,steps=1500",
+        "softnn augment=simclr,steps=1500",
+        "mse",
+    ]
+    assert [g.seeds for g in groups] == [["0", "1"]] * 4 + [["0"]]

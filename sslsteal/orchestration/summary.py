@@ -58,7 +58,13 @@ def group_by_config(trials: Iterable[tuple[Mapping[str, Any], Mapping[str, float
             groups[key] = ConfigSummary(label(config) if label else ",".join(f"{k}={v}" for k, v in key), flat)
         groups[key].seeds.append(seed)
         groups[key].runs.append(metrics)
-    return list(groups.values())
+    out = list(groups.values())
+    for name in {g.label for g in out}:  # a label shared by several configurations: add what tells them apart
+        same = [g for g in out if g.label == name]
+        varying = sorted(k for k in {k for g in same for k in g.config} if len({g.config.get(k) for g in same}) > 1)
+        for g in same if len(same) > 1 else []:
+            g.label += " " + ",".join(f"{k.split('.')[-1]}={g.config.get(k)}" for k in varying)
+    return out
 
 
 def _cell(value: tuple[float, float, float] | None, digits: int) -> str:
