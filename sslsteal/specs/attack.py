@@ -4,15 +4,15 @@ budget and pool, and the training recipe (the code is `sslsteal.attack`)."""
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from sslsteal.registry import Registry
 from sslsteal.specs.base import ConfigError, StrictModel
-from sslsteal.specs.datasets import DataRef, parse_ref
-from sslsteal.specs.encoders import ENCODERS
-from sslsteal.specs.losses import LOSSES, loss_params
+from sslsteal.specs.datasets import DataRef, DataRefText, parse_ref
+from sslsteal.specs.encoders import EncoderName
+from sslsteal.specs.losses import LossName, loss_params
 
 METHODS: Registry[str] = Registry("attack method")
 """Attack method -> what it does (paper section 3.2)."""
@@ -20,16 +20,19 @@ METHODS: Registry[str] = Registry("attack method")
 METHODS.add("direct", "Algorithm 1: the stolen encoder's representation is matched to the victim's")
 METHODS.add("recreate_head", "Algorithm 2: a head trained on the victim's outputs of two views per image, then frozen, compares the two")
 METHODS.add("access_head", "the victim answers its projection-head output; the attacker trains an encoder plus a head to match it")
+MethodName = Annotated[str, AfterValidator(METHODS.check)]
 
 
 class AttackSpec(StrictModel):
     """How one attacker account steals: method, loss, budget, query data and training recipe."""
 
-    method: str = Field("direct", description="how the copy is trained: " + ", ".join(METHODS))
-    loss: str = "infonce"
+    method: MethodName = Field("direct", description="how the copy is trained: " + ", ".join(METHODS))
+    loss: LossName = "infonce"
     loss_params: dict[str, Any] = Field(default_factory=dict)
     queries: int = Field(..., gt=0, description="images the victim answers for this account")
-    query_data: str = Field("cifar10:test[:9000]", description="the query pool: a split or slice (name:split[start:stop]); nothing in it is ever scored")
+    query_data: DataRefText = Field(
+        "cifar10:test[:9000]", description="the query pool: a split or slice (name:split[start:stop]); nothing in it is ever scored"
+    )
     strategy: Literal["once", "augmented"] = "once"
     views: int = Field(2, ge=2, description="augmented views sent per image (strategy augmented, recreate_head)")
     augment: Literal["none", "weak", "simclr"] = Field("weak", description="attacker-side augmentation of its inputs")
@@ -40,33 +43,12 @@ class AttackSpec(StrictModel):
     batch_size: int = Field(256, ge=2)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
-    encoder: str | None = Field(None, description="stolen architecture; the victim's when null")
+    encoder: EncoderName | None = Field(None, description="stolen architecture; the victim's when null")
     head_epochs: int = Field(20, gt=0, description="epochs to recreate the head (recreate_head)")
     head_hidden: int = Field(512, gt=0)
     head_dim: int = Field(128, gt=0, description="output size of a recreated head")
     query_batch: int = Field(256, gt=0, description="images per request to the victim")
     seed: int = Field(0, description="the attacker's seed: init, batch order, augmentations and query subset draw from streams derived from it")
-
-    @field_validator("method")
-    @classmethod
-    def _known_method(cls, v: str) -> str:
-        return METHODS.check(v)
-
-    @field_validator("loss")
-    @classmethod
-    def _known_loss(cls, v: str) -> str:
-        return LOSSES.check(v)
-
-    @field_validator("query_data")
-    @classmethod
-    def _known_data(cls, v: str) -> str:
-        parse_ref(v)
-        return v
-
-    @field_validator("encoder")
-    @classmethod
-    def _known_encoder(cls, v: str | None) -> str | None:
-        return None if v is None else ENCODERS.check(v)
 
     @model_validator(mode="after")
     def _consistent(self) -> AttackSpec:

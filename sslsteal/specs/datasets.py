@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 from sslsteal.registry import Registry, unknown_name
 
@@ -130,6 +133,15 @@ def parse_ref(spec: str) -> DataRef:
     if not 0 <= start < stop <= size:
         raise UnknownDatasetError(f"slice [{start}:{stop}] of {name}:{split} ({size} images) is empty or out of range")
     return DataRef(name, split, start, stop)
+
+
+def _checked(spec: str) -> str:
+    parse_ref(spec)
+    return spec
+
+
+DataRefText = Annotated[str, AfterValidator(_checked)]
+"""A spec field holding a `name:split[start:stop]` reference, checked against the declared datasets."""
 
 
 def parse_spec(spec: str) -> tuple[str, str]:

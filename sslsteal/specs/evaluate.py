@@ -7,7 +7,7 @@ from pydantic import Field, field_validator
 
 from sslsteal.registry import Registry
 from sslsteal.specs.base import StrictModel
-from sslsteal.specs.datasets import DATASETS, DataRef, parse_ref
+from sslsteal.specs.datasets import DATASETS, DataRef, DataRefText, parse_ref
 
 OWNERSHIP_TESTS: Registry[str] = Registry("ownership test")
 """Ownership test -> what it scores; the scorer attaches with `sslsteal.ownership.calibrate.ownership_test`."""
@@ -43,7 +43,9 @@ class EvaluateSpec(StrictModel):
     """What to measure on the stolen encoder."""
 
     downstream: list[str] | None = Field(None, description="linear-evaluation datasets; the victim's when null")
-    fidelity_data: str | None = Field(None, description="held-out images for fidelity (outside the query pool); the other split of query_data when null")
+    fidelity_data: DataRefText | None = Field(
+        None, description="held-out images for fidelity (outside the query pool); the other split of query_data when null"
+    )
     fidelity_images: int = Field(2000, gt=0)
     val_images: int = Field(
         0, ge=0, description="downstream train images (outside the query pool) held out to score val_acc.<ds>, the objective a search optimises; 0 = off"
@@ -65,13 +67,6 @@ class EvaluateSpec(StrictModel):
     @classmethod
     def _known(cls, names: list[str] | None) -> list[str] | None:
         return None if names is None else DATASETS.check_all(names)
-
-    @field_validator("fidelity_data")
-    @classmethod
-    def _known_data(cls, v: str | None) -> str | None:
-        if v is not None:
-            parse_ref(v)
-        return v
 
     @field_validator("ownership")
     @classmethod

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, ConfigDict, Field, ValidationError
 
 from sslsteal.registry import Registry
 from sslsteal.specs.base import StrictModel
@@ -53,6 +53,8 @@ def check_implementation(name: str, params: type[LossParams], impl: Callable[...
 
 
 LOSSES: Registry[type[LossParams]] = Registry("loss", check_implementation)
+LossName = Annotated[str, AfterValidator(LOSSES.check)]
+"""A spec field naming a declared loss."""
 
 
 def loss_params(name: str, hparams: dict[str, Any]) -> LossParams:
