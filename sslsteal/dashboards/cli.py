@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 CHECKOUT_DEFINITIONS = Path(__file__).resolve().parents[2] / "dashboards"
 """The repository's `dashboards/` folder, beside the package in a checkout (an editable install)."""
@@ -44,14 +43,6 @@ def build_parser() -> argparse.ArgumentParser:
     return add_arguments(argparse.ArgumentParser(prog="sslsteal dashboard", description=DESCRIPTION))
 
 
-def shown_uri(uri: str) -> str:
-    """The URI with any password hidden (it is printed on every page)."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
-
-
 def main(argv: list[str] | None = None) -> int:
     """Parse `argv` (the arguments after `sslsteal dashboard`), build the site, print where it is."""
     return run(build_parser().parse_args(argv))
@@ -60,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     """Build the site the parsed options ask for and print where it is; 2 on bad definitions or experiments."""
     from sslsteal.dashboards.spec import DefinitionError, load_definitions
+    from sslsteal.specs.optimize import mask_url
 
     try:
         definitions = load_definitions(args.definitions)
@@ -75,13 +67,13 @@ def run(args: argparse.Namespace) -> int:
         known = run_records.experiment_names(uri)
         unknown = [name for name in args.experiment if name not in known]
         if unknown:
-            print(f"--experiment: unknown experiment '{unknown[0]}' in {shown_uri(uri)}; known: {', '.join(sorted(known)) or 'none'}", file=sys.stderr)
+            print(f"--experiment: unknown experiment '{unknown[0]}' in {mask_url(uri)}; known: {', '.join(sorted(known)) or 'none'}", file=sys.stderr)
             return USAGE_ERROR
         definitions = definitions.for_experiments(args.experiment)
     names = [name for d in definitions.dashboards.values() for name in d.experiments]
     records = run_records.fetch_records(uri, names)
     studies = run_records.read_studies(records, args.optuna_storage)
-    paths = build_site(definitions, records, args.out, studies, source=shown_uri(uri))
+    paths = build_site(definitions, records, args.out, studies, source=mask_url(uri))
     print(f"{len(paths) - 1} dashboards from {len(records)} runs of {len(set(names))} experiments: {paths[0].resolve().as_uri()}")
     return 0
 

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -417,10 +418,11 @@ class OptimizePlan:
 
 
 def mask_url(url: str) -> str:
-    """A storage URL safe to print or log: any password hidden."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
+    """A storage or tracking URL safe to print or log: any password hidden (anything else, e.g. `databricks`, as is)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
 
 
 def _grids(tree: Any, prefix: Path_ = ()) -> list[str]:
