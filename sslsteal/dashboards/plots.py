@@ -23,15 +23,20 @@ def _curve_name(series: str | None, spec: Series, several: bool) -> str:
     return f"{series} · {y}" if several else series
 
 
+def series_fields(panel: LinePanel, split: bool) -> tuple[list[str], list[str]]:
+    """(fields a line's series split on, fields pooled within one series: x, and the series field when not `split`)."""
+    fields = [panel.series] if split and panel.series else []
+    return fields, [panel.x] if fields else [panel.x, *([panel.series] if panel.series else [])]
+
+
 def line_curves(panel: LinePanel, records: Sequence[RunRecord], context: Context) -> list[Curve]:
     """One curve per y field and series value: at each x the mean over the runs there, with its interval, and the
     paper's values for the same runs."""
     curves = []
     for spec in panel.y:
-        split = panel.series if spec.split else None
         fmt = default_format(spec.field)
-        pooled_over = [panel.x] if split else [panel.x, *([panel.series] if panel.series else [])]
-        for by_series in group(records, [split] if split else [], within=pooled_over):
+        fields, within = series_fields(panel, spec.split)
+        for by_series in group(records, fields, within=within):
             series = ", ".join(by_series.values.values()) or None
             points, paper = [], []
             for at_x in group(by_series.records, [panel.x]):
@@ -66,9 +71,8 @@ def line_panel(panel: LinePanel, records: Sequence[RunRecord], context: Context)
     if not curves:
         return note(f"no values of {fields} against {panel.x} in these runs", "empty")
     y_label = panel.y_label or ", ".join(s.label or s.field for s in panel.y)
-    split = [panel.series] if panel.series and any(s.split for s in panel.y) else []
-    pooled_over = [panel.x] if split else [panel.x, *([panel.series] if panel.series else [])]
-    legend = ", ".join([*split, *confounders(records, [*split, *pooled_over])])  # what the series names are made of
+    split, within = series_fields(panel, any(s.split for s in panel.y))
+    legend = ", ".join([*split, *confounders(records, [*split, *within])])  # what the series names are made of
     axes = Axes(panel.x_label or panel.x, y_label, panel.log_x, panel.log_y, [(h.y, h.label) for h in panel.hlines], legend_title=legend)
     return plot(curves, axes, panel.title) + values_table(curves, panel.x, panel.y[0].field)
 
