@@ -27,7 +27,21 @@ from sslsteal.augment import LUMA
 from sslsteal.fileio import atomic_write
 from sslsteal.specs.datasets import DATASETS, SYNTHETIC_SIZES, DataRef, DatasetInfo, DatasetUnavailableError, parse_ref, parse_spec
 
-__all__ = ["DatasetUnavailableError", "ImageSet", "arrays", "cache_dir", "data_roots", "load", "provide"]
+__all__ = [
+    "DatasetUnavailableError",
+    "ImageSet",
+    "arrays",
+    "cache_dir",
+    "data_roots",
+    "decode_images",
+    "finish_arrays",
+    "is_cached",
+    "is_provided",
+    "load",
+    "parquet_order",
+    "parquet_source",
+    "provide",
+]
 
 Arrays = tuple[np.ndarray, np.ndarray]
 Loader = Callable[[str, list[Path], Path], Arrays]
@@ -192,6 +206,18 @@ def provide(spec: str, split_arrays: Arrays) -> None:
     _PROVIDED[f"{name}:{split}"] = split_arrays
 
 
+def is_provided(spec: str) -> bool:
+    """Whether `provide` already serves this split in this process."""
+    name, split = parse_spec(spec)
+    return f"{name}:{split}" in _PROVIDED
+
+
+def is_cached(spec: str) -> bool:
+    """Whether this split's decoded arrays are in the on-disk cache (a load then reads two files and decodes nothing)."""
+    name, split = parse_spec(spec)
+    return DATASETS[name].cache and all(path.is_file() for path in _cache_paths(name, split))
+
+
 # --------------------------------------------------------------------------- cache
 
 
@@ -264,26 +290,58 @@ def _torchvision_arrays(dataset: Any) -> Arrays:
 
 
 def _decode_parquet(path: Path, shape: tuple[int, int, int]) -> Arrays:
-    """Decode a Parquet file with columns image (encoded bytes) and label into NHWC uint8, rows in a fixed shuffled order.
-
-    Parquet copies are often sorted by class (the offline CIFAR-10 is), which would make a slice such as
-    `cifar10:test[9000:]` one class; the fixed permutation gives slices the class mix of torchvision's order.
-    """
+    """Decode a Parquet file with columns image (encoded bytes) and label into NHWC uint8, rows in `parquet_order`."""
     import pyarrow.parquet as pq
-    from PIL import Image
 
     table = pq.read_table(path, columns=["image", "label"])
-    blobs = table.column("image").to_pylist()
+    images = decode_images(table.column("image").to_pylist(), shape, str(path))
+    order = parquet_order(len(images))
+    return images[order], table.column("label").to_numpy().astype(np.int64)[order]
+
+
+def decode_images(blobs: list[bytes], shape: tuple[int, int, int], where: str, first_row: int = 0) -> np.ndarray:
+    """Encoded image files (JPEG, PNG, ...) as one NHWC uint8 array of `shape` (C, H, W); `where` names the source in errors."""
+    from PIL import Image
+
     c, h, w = shape
     images = np.empty((len(blobs), h, w, c), dtype=np.uint8)
     for i, blob in enumerate(blobs):
         with Image.open(io.BytesIO(blob)) as image:
             pixels = np.asarray(image.convert("RGB" if c == 3 else "L"))
         if pixels.shape[:2] != (h, w):
-            raise ValueError(f"{path}: row {i} decodes to {pixels.shape[1]}x{pixels.shape[0]} pixels, expected {w}x{h}")
+            raise ValueError(f"{where}: row {first_row + i} decodes to {pixels.shape[1]}x{pixels.shape[0]} pixels, expected {w}x{h}")
         images[i] = pixels.reshape(h, w, c)
-    order = np.random.default_rng(PARQUET_ORDER_SEED).permutation(len(blobs))
-    return images[order], table.column("label").to_numpy().astype(np.int64)[order]
+    return images
+
+
+def parquet_order(rows: int) -> np.ndarray:
+    """The fixed row order a Parquet split is served in: positions are rows of the file permuted with `PARQUET_ORDER_SEED`.
+
+    Parquet copies are often sorted by class (the offline CIFAR-10 is), which would make a slice such as
+    `cifar10:test[9000:]` one class; the fixed permutation gives slices the class mix of torchvision's order.
+    """
+    return np.random.default_rng(PARQUET_ORDER_SEED).permutation(rows)
+
+
+def parquet_source(spec: str, root: str | Path | None = None) -> Path | None:
+    """The Parquet file `load(spec)` decodes when nothing is cached, or None when another source comes first."""
+    name, split = parse_spec(spec)
+    folder = _torchvision_folder(name, split)
+    if folder is None:
+        return None
+    for path in data_roots(root):
+        if (path / folder).exists():
+            return None
+        if (path / name / f"{split}.parquet").is_file():
+            return path / name / f"{split}.parquet"
+    return None
+
+
+def finish_arrays(spec: str, images: np.ndarray, labels: np.ndarray) -> Arrays:
+    """Rows decoded from `parquet_source(spec)` in file order, as `arrays(spec)` serves them (fixed order, NCHW)."""
+    name, split = parse_spec(spec)
+    order = parquet_order(len(images))
+    return _normalise(DATASETS[name], split, images[order], labels.astype(np.int64)[order])
 
 
 def _search_roots(name: str, split: str, roots: list[Path], folder: str, make: Maker) -> Arrays | None:
@@ -314,7 +372,24 @@ def _download_or_raise(name: str, split: str, roots: list[Path], folder: str, ma
         raise DatasetUnavailableError(f"{name}:{split} is unavailable: {looked}; {failed}; {hint}") from exc
 
 
-def _load_torchvision(name: str, split: str, roots: list[Path], folder: str, make: Maker) -> Arrays:
+def _torchvision_folder(name: str, split: str) -> str | None:
+    """The file or folder torchvision's class for `name` reads under a root (None: not a torchvision dataset)."""
+    from torchvision.datasets import CIFAR10, CIFAR100, STL10
+
+    folders = {
+        "cifar10": CIFAR10.base_folder,
+        "cifar100": CIFAR100.base_folder,
+        "stl10": STL10.base_folder,
+        "svhn": f"{split}_32x32.mat",
+        "fashion_mnist": "FashionMNIST/raw",
+    }
+    return folders.get(name)
+
+
+def _load_torchvision(name: str, split: str, roots: list[Path], make: Maker) -> Arrays:
+    folder = _torchvision_folder(name, split)
+    if folder is None:
+        raise ValueError(f"{name} is not a torchvision dataset")
     found = _search_roots(name, split, roots, folder, make)
     return found if found is not None else _download_or_raise(name, split, roots, folder, make)
 
@@ -323,28 +398,28 @@ def _load_torchvision(name: str, split: str, roots: list[Path], folder: str, mak
 def _cifar10(split: str, roots: list[Path], cache: Path) -> Arrays:
     from torchvision.datasets import CIFAR10
 
-    return _load_torchvision("cifar10", split, roots, CIFAR10.base_folder, lambda root, download: CIFAR10(root, train=split == "train", download=download))
+    return _load_torchvision("cifar10", split, roots, lambda root, download: CIFAR10(root, train=split == "train", download=download))
 
 
 @DATASETS.implements("cifar100")
 def _cifar100(split: str, roots: list[Path], cache: Path) -> Arrays:
     from torchvision.datasets import CIFAR100
 
-    return _load_torchvision("cifar100", split, roots, CIFAR100.base_folder, lambda root, download: CIFAR100(root, train=split == "train", download=download))
+    return _load_torchvision("cifar100", split, roots, lambda root, download: CIFAR100(root, train=split == "train", download=download))
 
 
 @DATASETS.implements("svhn")
 def _svhn(split: str, roots: list[Path], cache: Path) -> Arrays:
     from torchvision.datasets import SVHN
 
-    return _load_torchvision("svhn", split, roots, f"{split}_32x32.mat", lambda root, download: SVHN(root, split=split, download=download))
+    return _load_torchvision("svhn", split, roots, lambda root, download: SVHN(root, split=split, download=download))
 
 
 @DATASETS.implements("stl10")
 def _stl10(split: str, roots: list[Path], cache: Path) -> Arrays:
     from torchvision.datasets import STL10
 
-    return _load_torchvision("stl10", split, roots, STL10.base_folder, lambda root, download: STL10(root, split=split, download=download))
+    return _load_torchvision("stl10", split, roots, lambda root, download: STL10(root, split=split, download=download))
 
 
 @DATASETS.implements("fashion_mnist")
@@ -354,7 +429,7 @@ def _fashion_mnist(split: str, roots: list[Path], cache: Path) -> Arrays:
     def make(root: Path, download: bool) -> Any:
         return FashionMNIST(root, train=split == "train", download=download)
 
-    folder = "FashionMNIST/raw"
+    folder = _torchvision_folder("fashion_mnist", split) or ""
     found = _search_roots("fashion_mnist", split, roots, folder, make)
     if found is not None:
         return found

@@ -166,6 +166,16 @@ def test_training_length_by_optimizer_steps(victim) -> None:
     assert seen == [1, 2, 3]
 
 
+def test_default_training_length_is_epochs_with_a_floor_of_optimizer_steps() -> None:
+    """By default 30 epochs, but at least `min_steps` steps: 1,000 images in batches of 128 are 7 steps an epoch, so
+    1,500 steps take 215 epochs; 9,000 images (70 steps an epoch) reach 1,500 steps within their 30 epochs."""
+    assert AttackSpec(queries=1000).epochs_for(1000) == 215
+    assert AttackSpec(queries=9000).epochs_for(9000) == 30
+    assert AttackSpec(queries=1000, min_steps=70).epochs_for(1000) == 30
+    assert AttackSpec(queries=1000, epochs=40, min_steps=700).epochs_for(1000) == 100  # both set: both apply
+    assert AttackSpec(queries=1000, epochs=3).epochs_for(1000) == 3  # epochs alone: exactly that many
+
+
 @pytest.mark.parametrize(
     "fields,needle",
     [
@@ -175,7 +185,8 @@ def test_training_length_by_optimizer_steps(victim) -> None:
         ({"loss": "infonce", "loss_params": {"temperature": -1}}, "temperature"),
         ({"query_data": "imagenet:train"}, "query_data: unknown dataset"),
         ({"queries": 1, "strategy": "augmented", "views": 2}, "queries: 1 queries buy no image"),
-        ({"steps": 100, "epochs": 5}, "steps: set the training length by epochs or by steps, not both"),
+        ({"steps": 100, "epochs": 5}, "steps: set the training length by steps or by epochs, not both"),
+        ({"steps": 100, "min_steps": 5}, "steps: set the training length by steps or by min_steps, not both"),
         ({"steps": 0}, "steps: Input should be greater than 0"),
     ],
 )

@@ -48,7 +48,7 @@ def test_sweep_logs_one_child_per_trial(cifar_root: Path, tmp_path: Path, mlflow
     for child in children:
         params = child.data.params
         # the resolved spec, defaults included, not only what the YAML set
-        expected = {"attack.lr": "0.001", "attack.batch_size": "256", "attack.strategy": "once", "attack.augment": "weak", "evaluate.fidelity_images": "2000"}
+        expected = {"attack.lr": "0.001", "attack.batch_size": "128", "attack.strategy": "once", "attack.augment": "weak", "evaluate.fidelity_images": "2000"}
         assert {k: params.get(k) for k in expected} == expected
         assert params["defense.name"] == "noise" and params["defense.sigma"] == "0.1" and "defense.mean" in params
         m = child.data.metrics
@@ -68,6 +68,10 @@ def test_sweep_logs_one_child_per_trial(cifar_root: Path, tmp_path: Path, mlflow
         assert child.data.tags["sslsteal.account"] == f"{child.data.tags['sslsteal.trial_key']}.1"
         artifacts = {a.path for a in tracker.client.list_artifacts(child.info.run_id)}
         assert {"trial_config.json", "stolen_encoder.pt"} <= artifacts, artifacts
+        # every epoch's training loss reached MLflow through the background writer
+        assert [m.step for m in tracker.client.get_metric_history(child.info.run_id, "train.loss")] == [1, 2]
+    # Tune reused the trial workers: 4 trials, 2 at a time, ran in fewer than 4 processes
+    assert len({c.data.tags["sslsteal.pid"] for c in children}) < 4
     victims = tracker.client.search_runs([exp.experiment_id], "tags.`sslsteal.kind` = 'victim'")
     assert len(victims) == 1
     assert parents[0].data.tags["sslsteal.victim_device"] == "cpu"

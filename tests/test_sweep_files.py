@@ -25,7 +25,7 @@ EXPECTED_TRIALS = {
     "cpu/methods.yaml": 3,
     "cpu/losses.yaml": 10,
     "cpu/loss_forms.yaml": 15,
-    "cpu/recipe.yaml": 36,
+    "cpu/recipe.yaml": 54,
     "cpu/queries.yaml": 12,
     "cpu/noise_defense.yaml": 10,
     "cpu/similarity_defense.yaml": 8,

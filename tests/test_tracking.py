@@ -155,3 +155,20 @@ def test_default_sqlite_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     assert dashboard == f"sslsteal dashboard --experiment local --tracking-uri {tracker.uri}"
     experiment_id = tracker.client.get_experiment_by_name("local").experiment_id
     assert mlflow == f"mlflow ui --backend-store-uri {tracker.uri}  then  http://127.0.0.1:5000/#/experiments/{experiment_id}/runs"
+
+
+def test_background_metrics_are_all_logged_by_close(tracker: Tracker, name: str) -> None:
+    run = tracker.child(tracker.start_parent(name, "sweep", "sweep"), "trial", "trial")
+    epochs = tracker.background(run)
+    for step in range(50):
+        epochs.log({"train.loss": 1.0 / (step + 1)}, step=step)  # returns at once; the thread sends them
+    epochs.close()
+    history = tracker.client.get_metric_history(run, "train.loss")
+    assert sorted((m.step, m.value) for m in history) == [(step, 1.0 / (step + 1)) for step in range(50)]
+
+
+def test_background_metrics_report_a_failed_request(tracker: Tracker) -> None:
+    epochs = tracker.background("0" * 32)  # no such run: the server refuses the batch
+    epochs.log({"train.loss": 1.0}, step=0)
+    with pytest.raises(RuntimeError, match="logging metrics to MLflow failed"):
+        epochs.close()

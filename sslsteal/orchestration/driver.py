@@ -65,7 +65,7 @@ class Driver:
 
         from sslsteal.baselines import baselines, victim_report
         from sslsteal.orchestration.actor import create_service
-        from sslsteal.orchestration.remote import share_datasets
+        from sslsteal.orchestration.ray_data import share_datasets
         from sslsteal.orchestration.tracking import Tracker, flatten
         from sslsteal.specs.base import ConfigError
         from sslsteal.specs.datasets import parse_ref

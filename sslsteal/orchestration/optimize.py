@@ -100,6 +100,7 @@ def run_optimize(
                         scheduler=make_scheduler(plan),
                         num_samples=remaining,
                         max_concurrent_trials=spec.run.max_concurrent_trials,
+                        reuse_actors=True,  # one worker process per slot: imports and checkpoints loaded once
                     ),
                     run_config=tune.RunConfig(
                         name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}",

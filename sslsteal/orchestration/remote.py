@@ -1,8 +1,7 @@
-"""Work a sweep's driver hands to the Ray cluster: training an encoder where the GPU is, and sharing datasets.
+"""Training an encoder on the Ray cluster, where the GPU is (datasets go through `ray_data`).
 
 Training runs as a Ray task that asks for a GPU when the cluster has one (else the CPUs of the largest node);
-its checkpoint comes back as bytes and is cached on the driver like any victim. Datasets are decoded once
-on the driver and put in the object store, so trials on every node read them from there.
+its checkpoint comes back as bytes and is cached on the driver like any victim.
 """
 
 from __future__ import annotations
@@ -41,22 +40,3 @@ def train_on_cluster(spec: VictimSpec) -> Path:
     cpus = 1.0 if gpus else max(1.0, largest_node_cpus())
     task = ray.remote(_train).options(num_cpus=cpus, num_gpus=gpus, name=f"train {spec.key}")
     return save_victim(ray.get(task.remote(spec.model_dump(), cpus)), victims_dir() / spec.key)
-
-
-def share_datasets(splits: list[str], root: str | None = None) -> dict[str, Any]:
-    """Decode each `name:split` once here and put its arrays in the object store: {split: ObjectRef}."""
-    import ray
-
-    from sslsteal import data
-
-    return {split: ray.put(data.arrays(split, root=root)) for split in splits}
-
-
-def install_datasets(refs: dict[str, Any]) -> None:
-    """In a trial: serve `sslsteal.data.load` for the shared splits from the object store (zero-copy on a node)."""
-    import ray
-
-    from sslsteal import data
-
-    for split, ref in refs.items():
-        data.provide(split, ray.get(ref))

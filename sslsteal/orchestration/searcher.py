@@ -128,8 +128,11 @@ def make_scheduler(plan: OptimizePlan) -> Any:
             min_samples_required=pruner.startup_trials,
             min_time_slice=sys.maxsize,  # never pause a trial to let another run: trials keep no checkpoint
         )
-    epochs = [int(e) for e in plan.sweep.values("attack", "epochs")] or [AttackSpec.model_fields["epochs"].default]
+    fixed = [int(e) for e in plan.sweep.values("attack", "epochs")]
+    epochs = fixed or [AttackSpec.model_fields["epochs"].default]
     epochs += [int(s) for s in plan.sweep.values("attack", "steps") if s]  # an epoch is at least one step: a bound
+    if not fixed:  # the default length: `epochs`, raised to `min_steps` steps
+        epochs += [int(m) for m in plan.sweep.values("attack", "min_steps")] or [AttackSpec.model_fields["min_steps"].default]
     return tune.schedulers.ASHAScheduler(
         time_attr="training_iteration",
         metric=MONITOR,

@@ -79,7 +79,11 @@ def run_sweep(
                 callbacks=[close_trial_runs(tracker.uri, parent)],
                 verbose=1 if progress else 0,
             )
-            tune_config = tune.TuneConfig(num_samples=spec.run.num_samples, max_concurrent_trials=spec.run.max_concurrent_trials)
+            tune_config = tune.TuneConfig(
+                num_samples=spec.run.num_samples,
+                max_concurrent_trials=spec.run.max_concurrent_trials,
+                reuse_actors=True,  # one worker process per slot: imports and checkpoints loaded once, not per trial
+            )
             tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
         try:
             results = tuner.fit()

@@ -7,8 +7,10 @@ so trials in several processes can log at once. MLflow is imported only when a `
 from __future__ import annotations
 
 import os
+import queue
 import re
 import shlex
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -164,6 +166,10 @@ class Tracker:
             raise ValueError(f"status must be one of {TERMINAL_STATUSES}, got {status!r}")
         self.client.set_terminated(run_id, status)
 
+    def background(self, run_id: str) -> BackgroundMetrics:
+        """A writer that logs this run's metrics from its own thread (see BackgroundMetrics)."""
+        return BackgroundMetrics(self, run_id)
+
     def victim_run(
         self, experiment: str, victim_key: str, params: Mapping[str, Any], metrics: Mapping[str, float | None], checkpoint: str | Path | None
     ) -> str:
@@ -230,3 +236,36 @@ class Tracker:
         new = [Param(key, value) for key, value in flat.items() if key not in logged]
         for chunk in _chunks(new, MAX_PARAMS_TAGS_PER_BATCH):
             self.client.log_batch(run_id, params=chunk)
+
+
+class BackgroundMetrics:
+    """Per-epoch metrics sent to MLflow from a background thread, so a trial's training never waits on a tracking
+    round trip; `close` waits until everything is logged and raises the first logging error, if any."""
+
+    def __init__(self, tracker: Tracker, run_id: str) -> None:
+        self._tracker, self._run_id = tracker, run_id
+        self._queue: queue.SimpleQueue[tuple[dict[str, float], int] | None] = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, name=f"mlflow-metrics-{run_id}", daemon=True)
+        self._thread.start()
+
+    def log(self, metrics: Mapping[str, float], step: int) -> None:
+        """Queue `metrics` at `step`; returns at once."""
+        if self._error is not None:
+            raise RuntimeError(f"logging metrics to MLflow failed: {self._error}") from self._error
+        self._queue.put((dict(metrics), step))
+
+    def close(self) -> None:
+        """Log what is queued, stop the thread, and raise if any request failed."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise RuntimeError(f"logging metrics to MLflow failed: {self._error}") from self._error
+
+    def _drain(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._tracker.log_metrics(self._run_id, item[0], step=item[1])
+                except Exception as err:  # reported by the next log() or by close()
+                    self._error = err

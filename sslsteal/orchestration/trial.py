@@ -57,6 +57,23 @@ def trial_name(config: dict[str, Any]) -> str:
     return f"{a.get('method', 'direct')}-{a.get('loss', 'infonce')}-q{a['queries']}-{pool}-{defense}{'(' + extras + ')' if extras else ''}"
 
 
+_STATES: dict[str, dict[str, Any]] = {}
+"""Checkpoint states this worker process has deserialised, by object-store id: with Tune reusing trial workers, each
+victim or reference checkpoint is read once per worker, while every trial still builds its own modules from it."""
+
+
+def worker_victim(ref: Any, device: Any) -> Any:
+    """A fresh victim (or reference) built from the checkpoint at `ref`, deserialised once per worker process."""
+    import ray
+
+    from sslsteal.victim.checkpoint import read_state, victim_from_state
+
+    key = ref.hex()
+    if key not in _STATES:
+        _STATES[key] = read_state(ray.get(ref))
+    return victim_from_state(_STATES[key]).to(device)
+
+
 def trial(config: dict[str, Any], context: SweepContext) -> None:
     """One attacker: a fresh account per attempt, steal within its budget, evaluate, test ownership, log, report."""
     import ray
@@ -65,18 +82,17 @@ def trial(config: dict[str, Any], context: SweepContext) -> None:
     from sslsteal.device import select_device, set_threads
     from sslsteal.evaluate import holdout_task, knn_accuracy
     from sslsteal.orchestration.actor import RemoteQuery
-    from sslsteal.orchestration.remote import install_datasets
+    from sslsteal.orchestration.ray_data import install_datasets
     from sslsteal.orchestration.tracking import Tracker
     from sslsteal.seeding import derive_seed
     from sslsteal.specs.steal import StealSpec
     from sslsteal.steal import legit_metrics, legit_queries, steal_and_evaluate
     from sslsteal.suspect import save_stolen
-    from sslsteal.victim.checkpoint import load_victim
 
     set_threads(context.cpus)
     device = select_device()
     install_datasets(context.datasets)
-    victim = load_victim(ray.get(context.victim)).to(device)
+    victim = worker_victim(context.victim, device)
     spec = StealSpec.model_validate({"victim": victim.spec.key, "attack": config["attack"], "evaluate": config["evaluate"], "data_root": context.data_root})
     trial_id = tune.get_context().get_trial_id()
     handle: Any = ray.get_actor("victim", namespace=context.namespace)
@@ -91,20 +107,24 @@ def trial(config: dict[str, Any], context: SweepContext) -> None:
         n = spec.evaluate.monitor_images
         monitor = holdout_task(downstream[0], n, max(1, n // 2), pool=spec.attack.pool, seed=derive_seed(0, "monitor"), root=context.data_root)
     last: dict[str, float] = {}
+    epochs = tracker.background(run_id)  # MLflow round trips off the training path
 
     def on_epoch(epoch: int, record: dict[str, float], encoder: Any) -> None:
         last.update({"epoch": float(epoch), "train.loss": record["loss"]})
         if monitor is not None:
             last["val.knn_acc"] = knn_accuracy(encoder, monitor, device=device)
-        tracker.log_metrics(run_id, last, step=epoch)
+        epochs.log(last, step=epoch)
         if monitor is not None:  # intermediate results only when a scheduler can use them
             tune.report(dict(last))
 
     try:
         query = RemoteQuery(handle, account, head=spec.attack.method == "access_head")
         known = context.baselines.get(baseline_key(spec.attack.pool, spec.attack.encoder or victim.spec.encoder))
-        references = [load_victim(ray.get(ref)).to(device) for ref in context.references[: spec.evaluate.references]] if spec.evaluate.ownership else []
-        stolen, metrics = steal_and_evaluate(spec, victim, query, device, references=references, baselines=known, on_epoch=on_epoch)
+        references = [worker_victim(ref, device) for ref in context.references[: spec.evaluate.references]] if spec.evaluate.ownership else []
+        try:
+            stolen, metrics = steal_and_evaluate(spec, victim, query, device, references=references, baselines=known, on_epoch=on_epoch)
+        finally:
+            epochs.close()  # a reused worker keeps no thread of an earlier trial
         if spec.evaluate.save_encoder:
             with tempfile.TemporaryDirectory() as folder:
                 path = save_stolen(stolen, Path(folder) / "stolen_encoder.pt", victim=victim.spec.key, attack=spec.attack.model_dump(mode="json"))

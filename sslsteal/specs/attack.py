@@ -36,11 +36,17 @@ class AttackSpec(StrictModel):
     strategy: Literal["once", "augmented"] = "once"
     views: int = Field(2, ge=2, description="augmented views sent per image (strategy augmented, recreate_head)")
     augment: Literal["none", "weak", "simclr"] = Field("weak", description="attacker-side augmentation of its inputs")
-    epochs: int = Field(30, gt=0, description="passes over the answered images; set `steps` instead to fix the training length")
+    epochs: int = Field(30, gt=0, description="passes over the answered images; by default at least `min_steps` optimizer steps, exactly this many when set")
     steps: int | None = Field(
         None, gt=0, description="optimizer steps of the copy's training, whatever the budget (rounded up to whole epochs); epochs is then derived"
     )
-    batch_size: int = Field(256, ge=2)
+    min_steps: int = Field(
+        1500,
+        ge=0,
+        description="the default training length's floor: `epochs`, but at least this many optimizer steps (small budgets "
+        "are otherwise under-trained, docs/RESULTS.md); not applied when `epochs` or `steps` is set and this is not",
+    )
+    batch_size: int = Field(128, ge=2)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     encoder: EncoderName | None = Field(None, description="stolen architecture; the victim's when null")
@@ -56,8 +62,10 @@ class AttackSpec(StrictModel):
             loss_params(self.loss, self.loss_params)
         except ValueError as exc:
             raise ValueError(f"loss_params: {exc}") from None
-        if self.steps is not None and "epochs" in self.model_fields_set:
-            raise ConfigError(["steps: set the training length by epochs or by steps, not both"])
+        if self.steps is not None and {"epochs", "min_steps"} & self.model_fields_set:
+            raise ConfigError(
+                [f"steps: set the training length by steps or by {' and '.join(sorted({'epochs', 'min_steps'} & self.model_fields_set))}, not both"]
+            )
         if self.method == "recreate_head" and self.strategy != "augmented":
             raise ConfigError(["strategy: method recreate_head needs victim outputs of several views per image: use strategy augmented"])
         if self.images_needed < 1:
@@ -77,11 +85,13 @@ class AttackSpec(StrictModel):
         return parse_ref(self.query_data)
 
     def epochs_for(self, answered: int) -> int:
-        """Epochs over `answered` training items: `epochs`, or as many as `steps` optimizer steps take (at least one)."""
-        if self.steps is None:
-            return self.epochs
+        """Epochs over `answered` training items: as many as `steps` optimizer steps take; else `epochs`, raised to
+        reach `min_steps` unless `epochs` alone was set (at least one)."""
         per_epoch = max(1, answered // min(self.batch_size, answered))
-        return max(1, math.ceil(self.steps / per_epoch))
+        if self.steps is not None:
+            return max(1, math.ceil(self.steps / per_epoch))
+        exact = "epochs" in self.model_fields_set and "min_steps" not in self.model_fields_set
+        return self.epochs if exact else max(self.epochs, math.ceil(self.min_steps / per_epoch))
 
     @property
     def images_needed(self) -> int:

@@ -100,23 +100,30 @@ def save_victim(victim: Victim | bytes, directory: Path) -> Path:
 
 def load_victim(source: str | Path | bytes, map_location: str | torch.device = "cpu") -> Victim:
     """Load a victim from a checkpoint file, its directory, or the file's bytes (as shipped through Ray's object store)."""
-    p: Path | None = None
     if isinstance(source, bytes):
-        state = torch.load(io.BytesIO(source), map_location=map_location, weights_only=True)
-    else:
-        p = Path(source)
-        if p.is_dir():
-            p = p / CHECKPOINT
-        if not p.is_file():
-            raise FileNotFoundError(f"no victim checkpoint at {p}")
-        state = torch.load(p, map_location=map_location, weights_only=True)
+        return victim_from_state(read_state(source, map_location))
+    p = Path(source)
+    if p.is_dir():
+        p = p / CHECKPOINT
+    if not p.is_file():
+        raise FileNotFoundError(f"no victim checkpoint at {p}")
+    return victim_from_state(read_state(p, map_location), p)
+
+
+def read_state(source: Path | bytes, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint's saved state (tensors and spec), deserialised: a trial worker keeps it for every trial it runs."""
+    return dict(torch.load(io.BytesIO(source) if isinstance(source, bytes) else source, map_location=map_location, weights_only=True))
+
+
+def victim_from_state(state: dict[str, Any], path: Path | None = None) -> Victim:
+    """Fresh modules holding a saved state's weights, in eval mode: two victims built from one state share no parameter."""
     spec = VictimSpec.model_validate(state["spec"])
     victim = build_victim(spec)
     victim.encoder.load_state_dict(state["encoder"])
     victim.head.load_state_dict(state["head"])
     if victim.predictor is not None:
         victim.predictor.load_state_dict(state["predictor"])
-    victim.path = p
+    victim.path = path
     victim.history = list(state.get("history", []))
     return victim.eval()
 

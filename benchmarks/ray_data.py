@@ -1,0 +1,66 @@
+"""Sharing CIFAR-10 with a sweep's trials: Ray Data (read_parquet + map_batches decode) against one process decoding.
+
+Run: SSLSTEAL_DATA=../shared/data python benchmarks/ray_data.py [--cpus 2] [--splits cifar10:train cifar10:test]
+Prints, from one run, with Ray started on `--cpus` CPUs and an empty decoded-array cache for each cold variant:
+- driver, cold: decode every split in this process and put the arrays in the object store (the path before Ray Data);
+- driver, cold: `share_datasets` (Ray Data reads the Parquet files and decodes them across the CPUs);
+- driver, warm: `share_datasets` when the decoded-array cache exists (two file reads, then the object store);
+- trial side: the seconds a trial takes to get its arrays from each, and the ratios Ray Data / in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def timed(work: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    out = work()
+    return time.perf_counter() - start, out
+
+
+def main() -> None:
+    import ray
+
+    from sslsteal import data
+    from sslsteal.orchestration.ray_data import SharedSplit, share_datasets, split_arrays
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cpus", type=int, default=2)
+    parser.add_argument("--splits", nargs="+", default=["cifar10:train", "cifar10:test"])
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="ray-data-bench-"))
+    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
+
+    def fresh_cache(name: str) -> None:
+        os.environ["SSLSTEAL_CACHE"] = str(work / name)
+
+    fresh_cache("in-process")
+    in_process_s, puts = timed(lambda: {s: SharedSplit(s, arrays=ray.put(data.arrays(s))) for s in args.splits})
+    fresh_cache("ray-data")
+    assert not any(data.is_cached(s) for s in args.splits)
+    ray_data_s, shared = timed(lambda: share_datasets(args.splits))
+    assert all(split.blocks is not None for split in shared.values()), "expected Parquet sources for every split"
+    fresh_cache("in-process")  # its cache was written by the first variant
+    warm_s, warm = timed(lambda: share_datasets(args.splits))
+    assert all(split.blocks is None for split in warm.values())
+
+    get_puts, _ = timed(lambda: [split_arrays(split) for split in puts.values()])
+    get_blocks, _ = timed(lambda: [split_arrays(split) for split in shared.values()])
+    images = sum(len(split_arrays(split)[1]) for split in puts.values())
+    print(f"{images} images from {', '.join(args.splits)}; Ray on {args.cpus} CPUs")
+    print(f"driver, cold: decode in one process + put: {in_process_s:.2f} s")
+    print(f"driver, cold: Ray Data read_parquet + map_batches decode: {ray_data_s:.2f} s; ratio Ray Data / in-process = {ray_data_s / in_process_s:.3f}")
+    print(f"driver, warm (decoded-array cache present): {warm_s:.2f} s")
+    print(f"trial: arrays from whole puts {get_puts:.2f} s, from Ray Data blocks {get_blocks:.2f} s")
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()
