@@ -3,9 +3,10 @@
 Run: SSLSTEAL_DATA=../shared/data python benchmarks/ray_data.py [--cpus 2] [--splits cifar10:train cifar10:test]
 Prints, from one run, with Ray started on `--cpus` CPUs and an empty decoded-array cache for each cold variant:
 - driver, cold: decode every split in this process and put the arrays in the object store (the path before Ray Data);
-- driver, cold: `share_datasets` (Ray Data reads the Parquet files and decodes them across the CPUs);
+- driver, cold: `share_datasets` (Ray Data reads the Parquet files and decodes them across the CPUs, then the
+  driver writes its decoded-array cache, as the in-process path does);
 - driver, warm: `share_datasets` when the decoded-array cache exists (two file reads, then the object store);
-- trial side: the seconds a trial takes to get its arrays from each, and the ratios Ray Data / in-process.
+- trial side: the seconds a trial takes to get its arrays from each; the ratio Ray Data / in-process on the driver.
 """
 
 from __future__ import annotations

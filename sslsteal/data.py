@@ -41,6 +41,7 @@ __all__ = [
     "parquet_order",
     "parquet_source",
     "provide",
+    "store",
 ]
 
 Arrays = tuple[np.ndarray, np.ndarray]
@@ -210,6 +211,13 @@ def is_provided(spec: str) -> bool:
     """Whether `provide` already serves this split in this process."""
     name, split = parse_spec(spec)
     return f"{name}:{split}" in _PROVIDED
+
+
+def store(spec: str, split_arrays: Arrays) -> None:
+    """Write a whole split's arrays (as `arrays(spec)` returns them) to the on-disk cache, e.g. after a cluster decoded it."""
+    name, split = parse_spec(spec)
+    if DATASETS[name].cache:
+        _write_cache(name, split, split_arrays)
 
 
 def is_cached(spec: str) -> bool:

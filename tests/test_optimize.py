@@ -67,6 +67,26 @@ def test_the_cpu_file_plans_four_studies_over_the_losses() -> None:
     assert o.trials_per_budget * len(o.budgets) == 32
 
 
+def test_the_recipe_axes_are_searchable(tmp_path: Path) -> None:
+    """Training length (steps, or the default's min_steps floor), batch size, lr and augmentation strength are
+    spaces Optuna can search, and the ASHA bound covers the longest length any of them asks for."""
+    from sslsteal.orchestration.searcher import most_epochs
+
+    data = _sweep()
+    data["attack"] = {
+        "loss": "softnn",
+        "steps": {"choice": [480, 1500]},
+        "batch_size": {"choice": [64, 128]},
+        "lr": {"loguniform": [3.0e-4, 3.0e-3]},
+        "augment": {"choice": ["weak", "simclr"]},
+    }
+    plan = plan_optimize(_write(tmp_path, data))
+    assert {("attack", key) for key in ("steps", "batch_size", "lr", "augment")} <= set(plan.sweep.spaces)
+    assert most_epochs(plan) >= 1500
+    data["attack"] = {"loss": "softnn", "min_steps": {"choice": [500, 3000]}}
+    assert most_epochs(plan_optimize(_write(tmp_path, data))) >= 3000
+
+
 def test_dry_run_plans_without_ray(tmp_path: Path) -> None:
     code = (
         "import sys\nfrom sslsteal.cli import main\n"

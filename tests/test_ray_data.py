@@ -43,6 +43,10 @@ def test_ray_data_split_equals_the_in_process_load(private_root: Path, tmp_path:
         [shared] = share_datasets(["cifar10:test"], str(private_root)).values()
         assert shared.blocks is not None and len(shared.blocks) > 1  # decoded in several tasks, not one
         served = split_arrays(shared)
+        assert data.is_cached("cifar10:test")  # written on the driver from the decoded blocks: the next sweep reads it
+        [again] = share_datasets(["cifar10:test"], str(private_root)).values()
+        assert again.blocks is None
+        np.testing.assert_array_equal(split_arrays(again)[0], served[0])
     finally:
         ray.shutdown()
     expected = _in_process(private_root, monkeypatch, tmp_path / "other-cache")

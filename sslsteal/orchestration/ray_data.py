@@ -56,7 +56,8 @@ def read_split(spec: str, root: str | None = None) -> Any | None:
 
 
 def share_datasets(splits: list[str], root: str | None = None) -> dict[str, SharedSplit]:
-    """Every split in the object store, each read and decoded once: Parquet through Ray Data, the rest in-process."""
+    """Every split in the object store, each read and decoded once: Parquet through Ray Data (then written to the
+    driver's decoded-array cache), cached or other splits in-process."""
     import ray
 
     from sslsteal import data
@@ -68,6 +69,7 @@ def share_datasets(splits: list[str], root: str | None = None) -> dict[str, Shar
             shared[spec] = SharedSplit(spec, arrays=ray.put(data.arrays(spec, root=root)))
         else:
             shared[spec] = SharedSplit(spec, blocks=dataset.materialize().to_numpy_refs())
+            data.store(spec, split_arrays(shared[spec]))  # the next sweep on this machine reads the cache instead
     return shared
 
 

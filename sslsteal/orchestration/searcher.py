@@ -105,6 +105,18 @@ def study_search(plan: OptimizePlan, study: Any, objective: str) -> Any:
     return StudySearch()
 
 
+def most_epochs(plan: OptimizePlan) -> int:
+    """A bound on the epochs any trial of the plan trains (an epoch is at least one optimizer step)."""
+    from sslsteal.specs.attack import AttackSpec
+
+    fixed = [int(e) for e in plan.sweep.values("attack", "epochs")]
+    epochs = fixed or [AttackSpec.model_fields["epochs"].default]
+    epochs += [int(s) for s in plan.sweep.values("attack", "steps") if s]
+    if not fixed:  # the default length: `epochs`, raised to `min_steps` steps
+        epochs += [int(m) for m in plan.sweep.values("attack", "min_steps")] or [AttackSpec.model_fields["min_steps"].default]
+    return max(epochs)
+
+
 def make_scheduler(plan: OptimizePlan) -> Any:
     """The Tune scheduler that prunes on the per-epoch k-NN accuracy: ASHA, the median stopping rule, or FIFO (none).
 
@@ -113,8 +125,6 @@ def make_scheduler(plan: OptimizePlan) -> Any:
     The median rule compares a trial from epoch `grace_period` on, once `startup_trials` other trials have reached
     that epoch; it never pauses a trial to let waiting ones run (min_time_slice beyond any run): a trial keeps no checkpoint."""
     from ray import tune
-
-    from sslsteal.specs.attack import AttackSpec
 
     pruner = plan.optimize.pruner
     if pruner.name == "none":
@@ -128,16 +138,11 @@ def make_scheduler(plan: OptimizePlan) -> Any:
             min_samples_required=pruner.startup_trials,
             min_time_slice=sys.maxsize,  # never pause a trial to let another run: trials keep no checkpoint
         )
-    fixed = [int(e) for e in plan.sweep.values("attack", "epochs")]
-    epochs = fixed or [AttackSpec.model_fields["epochs"].default]
-    epochs += [int(s) for s in plan.sweep.values("attack", "steps") if s]  # an epoch is at least one step: a bound
-    if not fixed:  # the default length: `epochs`, raised to `min_steps` steps
-        epochs += [int(m) for m in plan.sweep.values("attack", "min_steps")] or [AttackSpec.model_fields["min_steps"].default]
     return tune.schedulers.ASHAScheduler(
         time_attr="training_iteration",
         metric=MONITOR,
         mode="max",
-        max_t=max(epochs) + 1,
+        max_t=most_epochs(plan) + 1,
         grace_period=pruner.grace_period,
         reduction_factor=pruner.reduction_factor,
     )
