@@ -45,3 +45,12 @@ def test_configurations_a_label_does_not_tell_apart_get_their_differences_named(
         "mse",
     ]
     assert [g.seeds for g in groups] == [["0", "1"]] * 4 + [["0"]]
+
+
+def test_seeds_that_tie_show_a_zero_width_interval_and_one_seed_shows_its_value() -> None:
+    """Two seeds with the same accuracy (it happens: 889 of 2,000 test images each) are two seeds, not one run."""
+    tied = ConfigSummary("tied", {}, ["0", "1"], [{"acc.cifar10": 44.45, "gain_recovered.cifar10": 0.276}] * 2)
+    single = ConfigSummary("single", {}, ["0"], [{"acc.cifar10": 44.45, "acc.cifar10.lo": 42.3, "acc.cifar10.hi": 46.6, "gain_recovered.cifar10": 0.276}])
+    tied_line, single_line = summary_table([tied, single], "cifar10").splitlines()[1:3]
+    assert "44.45 [44.45, 44.45]" in tied_line and "0.276 [0.276, 0.276]" in tied_line
+    assert "44.45 [42.30, 46.60]" in single_line and "0.276 " in single_line and "0.276 [" not in single_line

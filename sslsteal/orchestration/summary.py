@@ -67,11 +67,12 @@ def group_by_config(trials: Iterable[tuple[Mapping[str, Any], Mapping[str, float
     return out
 
 
-def _cell(value: tuple[float, float, float] | None, digits: int) -> str:
+def _cell(value: tuple[float, float, float] | None, digits: int, seeds: int) -> str:
+    """Mean and interval; the mean alone only for one seed without a Wilson interval (seeds that tie show [m, m])."""
     if value is None:
         return "-"
     mean, lo, hi = value
-    return f"{mean:.{digits}f}" if lo == hi else f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+    return f"{mean:.{digits}f}" if seeds < 2 and lo == hi else f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
 def _ownership_cell(runs: list[Mapping[str, float]], test: str) -> str:
@@ -95,9 +96,9 @@ def summary_table(groups: list[ConfigSummary], dataset: str) -> str:
             [
                 g.label,
                 str(len(g.runs)),
-                _cell(g.aggregate(f"acc.{dataset}"), 2),
-                _cell(g.aggregate(f"gain_recovered.{dataset}"), 3),
-                _cell(g.aggregate("fidelity.cosine"), 3),
+                _cell(g.aggregate(f"acc.{dataset}"), 2, len(g.runs)),
+                _cell(g.aggregate(f"gain_recovered.{dataset}"), 3, len(g.runs)),
+                _cell(g.aggregate("fidelity.cosine"), 3, len(g.runs)),
             ]
             + [_ownership_cell(g.runs, t) for t in tests]
         )
