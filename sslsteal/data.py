@@ -307,7 +307,7 @@ def _decode_parquet(path: Path, shape: tuple[int, int, int]) -> Arrays:
     return images[order], table.column("label").to_numpy().astype(np.int64)[order]
 
 
-def decode_images(blobs: list[bytes], shape: tuple[int, int, int], where: str, first_row: int = 0) -> np.ndarray:
+def decode_images(blobs: list[bytes], shape: tuple[int, int, int], where: str) -> np.ndarray:
     """Encoded image files (JPEG, PNG, ...) as one NHWC uint8 array of `shape` (C, H, W); `where` names the source in errors."""
     from PIL import Image
 
@@ -317,7 +317,7 @@ def decode_images(blobs: list[bytes], shape: tuple[int, int, int], where: str, f
         with Image.open(io.BytesIO(blob)) as image:
             pixels = np.asarray(image.convert("RGB" if c == 3 else "L"))
         if pixels.shape[:2] != (h, w):
-            raise ValueError(f"{where}: row {first_row + i} decodes to {pixels.shape[1]}x{pixels.shape[0]} pixels, expected {w}x{h}")
+            raise ValueError(f"{where}: row {i} decodes to {pixels.shape[1]}x{pixels.shape[0]} pixels, expected {w}x{h}")
         images[i] = pixels.reshape(h, w, c)
     return images
 
