@@ -6,6 +6,7 @@ standardised features) is trained on the downstream train split and scored top-1
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,13 +16,26 @@ from torch import nn
 
 from sslsteal.augment import to_float
 from sslsteal.data import ImageSet
-from sslsteal.models import Embed
+from sslsteal.models import Embed, Encoder
 from sslsteal.specs.datasets import DataRef
+
+BulkEmbed = Callable[[Encoder, torch.Tensor], np.ndarray]
+"""(encoder, images) -> features computed elsewhere: Ray Data batch inference in a sweep's trial."""
+_BULK: tuple[int, BulkEmbed] | None = None
+
+
+def embed_in_bulk(embed: BulkEmbed | None, min_images: int = 0) -> None:
+    """Send an encoder's feature extraction over `min_images` images or more to `embed` in this process; None: all in-process."""
+    global _BULK
+    _BULK = None if embed is None else (min_images, embed)
 
 
 @torch.no_grad()
 def extract_features(encoder: nn.Module | Embed, images: torch.Tensor, batch_size: int = 512, device: torch.device | None = None) -> np.ndarray:
-    """Representations of uint8 or float images, in eval mode, as a float32 (N, dim) array."""
+    """Representations of uint8 or float images, in eval mode, as a float32 (N, dim) array (large sets of an
+    encoder's go to the `embed_in_bulk` route when one is installed)."""
+    if _BULK is not None and isinstance(encoder, Encoder) and len(images) >= _BULK[0]:
+        return _BULK[1](encoder, images)
     if isinstance(encoder, nn.Module):
         encoder.eval()
         if device is None:

@@ -167,12 +167,12 @@ def test_training_length_by_optimizer_steps(victim) -> None:
 
 
 def test_default_training_length_is_epochs_with_a_floor_of_optimizer_steps() -> None:
-    """By default 30 epochs, but at least `min_steps` steps: 1,000 images in batches of 128 are 7 steps an epoch, so
-    1,500 steps take 215 epochs; 9,000 images (70 steps an epoch) reach 1,500 steps within their 30 epochs."""
-    assert AttackSpec(queries=1000).epochs_for(1000) == 215
+    """By default 30 epochs, but at least `min_steps` (800) steps: 1,000 images in batches of 64 are 15 steps an
+    epoch, so 800 steps take 54 epochs; 9,000 images (140 steps an epoch) pass 800 steps within their 30 epochs."""
+    assert AttackSpec(queries=1000).epochs_for(1000) == 54
     assert AttackSpec(queries=9000).epochs_for(9000) == 30
     assert AttackSpec(queries=1000, min_steps=70).epochs_for(1000) == 30
-    assert AttackSpec(queries=1000, epochs=40, min_steps=700).epochs_for(1000) == 100  # both set: both apply
+    assert AttackSpec(queries=1000, epochs=40, min_steps=700).epochs_for(1000) == 47  # both set: both apply
     assert AttackSpec(queries=1000, epochs=3).epochs_for(1000) == 3  # epochs alone: exactly that many
 
 

@@ -48,7 +48,7 @@ def test_sweep_logs_one_child_per_trial(cifar_root: Path, tmp_path: Path, mlflow
     for child in children:
         params = child.data.params
         # the resolved spec, defaults included, not only what the YAML set
-        expected = {"attack.lr": "0.001", "attack.batch_size": "128", "attack.strategy": "once", "attack.augment": "weak", "evaluate.fidelity_images": "2000"}
+        expected = {"attack.lr": "0.003", "attack.batch_size": "64", "attack.strategy": "once", "attack.augment": "weak", "evaluate.fidelity_images": "2000"}
         assert {k: params.get(k) for k in expected} == expected
         assert params["defense.name"] == "noise" and params["defense.sigma"] == "0.1" and "defense.mean" in params
         m = child.data.metrics

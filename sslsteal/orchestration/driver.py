@@ -54,6 +54,7 @@ class Driver:
     handle: Any
     shared: dict[str, Any]
     baselines: dict[str, dict[str, float]]
+    bulk: Any = None
 
     @classmethod
     def start(cls, plan: SweepPlan, *, address: str | None = None, tracking_uri: str | None = None, state_dir: Path | None = None) -> Driver:
@@ -65,6 +66,7 @@ class Driver:
 
         from sslsteal.baselines import baselines, victim_report
         from sslsteal.orchestration.actor import create_service
+        from sslsteal.orchestration.batch_inference import bulk_needed
         from sslsteal.orchestration.ray_data import share_datasets
         from sslsteal.orchestration.tracking import Tracker, flatten
         from sslsteal.specs.base import ConfigError
@@ -99,24 +101,35 @@ class Driver:
             for encoder in encoders
         }
         tracker.victim_run(spec.name, victim.spec.key, flatten(victim.spec.model_dump()), report, victim_path)
+        splits = _splits_needed(plan, victim.spec, bool(tests))
         shared = {
             "victim": ray.put(victim_path.read_bytes()),  # read and stored once: the actor and every trial load it from here
             "references": [ray.put(path.read_bytes()) for path in reference_paths],
-            "datasets": share_datasets(_splits_needed(plan, victim.spec, bool(tests)), spec.run.data_root),
+            "datasets": share_datasets(splits, spec.run.data_root),
         }
         handle = create_service(shared["victim"], service, name="victim", namespace=f"sslsteal-{spec.name}")
-        return cls(plan, tracker, victim, report, handle, shared, measured)
+        return cls(plan, tracker, victim, report, handle, shared, measured, bulk_needed(spec.run.bulk_inference, splits))
 
     def trainable(self, parent_run: str) -> Any:
-        """The trial function with its context bound and the sweep's per-trial resources."""
+        """The trial function with its context bound and the sweep's per-trial resources (with its bulk-inference pool's)."""
         from ray import tune
+
+        from sslsteal.orchestration.batch_inference import trial_resources
 
         spec = self.plan.spec
         res = spec.run.resources_per_trial
         context = SweepContext(
-            spec.name, f"sslsteal-{spec.name}", self.tracker.uri, parent_run, spec.run.data_root, res.cpu, baselines=self.baselines, **self.shared
+            spec.name,
+            f"sslsteal-{spec.name}",
+            self.tracker.uri,
+            parent_run,
+            spec.run.data_root,
+            res.cpu,
+            baselines=self.baselines,
+            bulk=self.bulk,
+            **self.shared,
         )
-        return tune.with_resources(tune.with_parameters(trial, context=context), {"cpu": res.cpu, "gpu": res.gpu})
+        return tune.with_resources(tune.with_parameters(trial, context=context), trial_resources(res, self.bulk))
 
     def placement(self) -> dict[str, str]:
         """Where the victim actor runs (node id, GPU ids, torch device, process), as MLflow tags for the parent run."""

@@ -3,6 +3,7 @@ tested for ownership, and reports to Tune and MLflow (one child run per trial)."
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ class SweepContext:
     datasets: dict[str, Any] = field(default_factory=dict)
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
     """Victim and random-floor accuracies measured by the driver, per `baseline_key(pool, stolen architecture)`."""
+    bulk: Any = None
+    """`run.bulk_inference` when the trials embed a split that large (their pools are reserved with them), else None."""
 
 
 def baseline_key(pool: Any, encoder: str) -> str:
@@ -80,7 +83,8 @@ def trial(config: dict[str, Any], context: SweepContext) -> None:
     from ray import tune
 
     from sslsteal.device import select_device, set_threads
-    from sslsteal.evaluate import holdout_task, knn_accuracy
+    from sslsteal.evaluate import embed_in_bulk, holdout_task, knn_accuracy
+    from sslsteal.orchestration import batch_inference
     from sslsteal.orchestration.actor import RemoteQuery
     from sslsteal.orchestration.ray_data import install_datasets
     from sslsteal.orchestration.tracking import Tracker
@@ -92,6 +96,10 @@ def trial(config: dict[str, Any], context: SweepContext) -> None:
     set_threads(context.cpus)
     device = select_device()
     install_datasets(context.datasets)
+    if context.bulk is None:
+        embed_in_bulk(None)
+    else:
+        embed_in_bulk(functools.partial(batch_inference.embed, bulk=context.bulk), context.bulk.min_images)
     victim = worker_victim(context.victim, device)
     spec = StealSpec.model_validate({"victim": victim.spec.key, "attack": config["attack"], "evaluate": config["evaluate"], "data_root": context.data_root})
     trial_id = tune.get_context().get_trial_id()

@@ -41,13 +41,13 @@ class AttackSpec(StrictModel):
         None, gt=0, description="optimizer steps of the copy's training, whatever the budget (rounded up to whole epochs); epochs is then derived"
     )
     min_steps: int = Field(
-        1500,
+        800,
         ge=0,
         description="the default training length's floor: `epochs`, but at least this many optimizer steps (small budgets "
         "are otherwise under-trained, docs/RESULTS.md); not applied when `epochs` or `steps` is set and this is not",
     )
-    batch_size: int = Field(128, ge=2)
-    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, ge=2)
+    lr: float = Field(3e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     encoder: EncoderName | None = Field(None, description="stolen architecture; the victim's when null")
     head_epochs: int = Field(20, gt=0, description="epochs to recreate the head (recreate_head)")

@@ -32,6 +32,17 @@ class Resources(StrictModel):
     gpu: float = Field(0.0, ge=0)
 
 
+class BulkInference(StrictModel):
+    """Ray Data batch inference for large embedding jobs: an encoder's features over `min_images` images or more
+    (a probe's train split, a fidelity set) are computed by a pool of `actors` Ray actors reserved beside each trial."""
+
+    min_images: int = Field(100_000, gt=0, description="smaller sets are embedded in the trial's own process")
+    actors: int = Field(1, gt=0)
+    cpu: float = Field(1.0, gt=0, description="CPUs per actor")
+    gpu: float = Field(0.0, ge=0, description="GPUs per actor (the trial's own resources are run.resources_per_trial)")
+    batch_size: int = Field(1024, gt=0)
+
+
 class RunSettings(StrictModel):
     """How the sweep runs: seeds, repetitions, concurrency, resources, retries."""
 
@@ -40,6 +51,7 @@ class RunSettings(StrictModel):
     num_samples: int = Field(1, gt=0, description="repetitions of the grid; random spaces are drawn anew each time")
     max_concurrent_trials: int = Field(2, gt=0)
     resources_per_trial: Resources = Field(default_factory=Resources)
+    bulk_inference: BulkInference = Field(default_factory=BulkInference)
     max_failures: int = Field(2, ge=0, description="retries of a failed trial")
     data_root: str | None = None
 
