@@ -21,8 +21,17 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-FOUR_TRIALS = ["attack.loss={grid: [mse, softnn]}", "run.seeds=[0, 1]", "attack.epochs=30"]
-"""The default overrides of the quickstart: 4 trials of 1,000 queries with the default recipe (30 epochs of batch 256)."""
+
+
+def _default_recipe() -> list[str]:
+    """Overrides that put the attack's default recipe back over the quickstart's pinned one (epochs, batch, lr)."""
+    from sslsteal.specs.attack import AttackSpec
+
+    return [f"attack.{key}={AttackSpec.model_fields[key].default}" for key in ("epochs", "min_steps", "batch_size", "lr")]
+
+
+FOUR_TRIALS = ["attack.loss={grid: [mse, softnn]}", "run.seeds=[0, 1]", *_default_recipe()]
+"""The default overrides of the quickstart: 4 trials of 1,000 queries with the default recipe (docs/attacks.md)."""
 
 
 def _configs(plan: Any) -> list[dict[str, Any]]:

@@ -1,6 +1,6 @@
 """Dataset loaders (declared in `sslsteal.specs.datasets`): every dataset loads as uint8 NCHW image tensors plus int64 labels.
 
-Sources are decoded once (torchvision files, Parquet files of encoded images, or generated)
+Sources are decoded once (torchvision files, Parquet files of encoded images, image folders, or generated)
 and cached as ``.npy`` files under ``cache_dir()/datasets`` so later loads take well under
 a second. torchvision, pyarrow and PIL are imported inside the loaders to keep import fast.
 """
@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import functools
 import gzip
-import io
 import os
 import re
 import shutil
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 
 from sslsteal.augment import LUMA
 from sslsteal.fileio import atomic_write
+from sslsteal.image_files import decode_images
 from sslsteal.specs.datasets import DATASETS, SYNTHETIC_SIZES, DataRef, DatasetInfo, DatasetUnavailableError, parse_ref, parse_spec
 
 __all__ = [
@@ -33,13 +33,13 @@ __all__ = [
     "arrays",
     "cache_dir",
     "data_roots",
-    "decode_images",
+    "encoded_source",
     "finish_arrays",
+    "fixed_order",
+    "image_folder",
     "is_cached",
     "is_provided",
     "load",
-    "parquet_order",
-    "parquet_source",
     "provide",
     "store",
 ]
@@ -54,8 +54,8 @@ DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 _CHUNK = 4096
 # Version of the decoded-array cache; bumped when decoding changes what a position means (v2: Parquet rows shuffled).
 CACHE_FORMAT = 2
-# Seed of the fixed row order Parquet splits are decoded in (see _decode_parquet).
-PARQUET_ORDER_SEED = 0
+# Seed of the fixed row order encoded splits (Parquet, image folders) are served in (see fixed_order).
+ORDER_SEED = 0
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -298,79 +298,98 @@ def _torchvision_arrays(dataset: Any) -> Arrays:
 
 
 def _decode_parquet(path: Path, shape: tuple[int, int, int]) -> Arrays:
-    """Decode a Parquet file with columns image (encoded bytes) and label into NHWC uint8, rows in `parquet_order`."""
+    """Decode a Parquet file with columns image (encoded bytes) and label into NHWC uint8, in file order."""
     import pyarrow.parquet as pq
 
     table = pq.read_table(path, columns=["image", "label"])
-    images = decode_images(table.column("image").to_pylist(), shape, str(path))
-    order = parquet_order(len(images))
-    return images[order], table.column("label").to_numpy().astype(np.int64)[order]
+    return decode_images(table.column("image").to_pylist(), shape, str(path)), table.column("label").to_numpy().astype(np.int64)
 
 
-def decode_images(blobs: list[bytes], shape: tuple[int, int, int], where: str) -> np.ndarray:
-    """Encoded image files (JPEG, PNG, ...) as one NHWC uint8 array of `shape` (C, H, W); `where` names the source in errors."""
-    from PIL import Image
+def image_folder(path: Path, num_classes: int) -> tuple[list[str], np.ndarray]:
+    """The image files of an ImageFolder layout (`<split>/<class>/<file>`) in torchvision's order, with their labels.
 
-    c, h, w = shape
-    images = np.empty((len(blobs), h, w, c), dtype=np.uint8)
-    for i, blob in enumerate(blobs):
-        with Image.open(io.BytesIO(blob)) as image:
-            pixels = np.asarray(image.convert("RGB" if c == 3 else "L"))
-        if pixels.shape[:2] != (h, w):
-            raise ValueError(f"{where}: row {i} decodes to {pixels.shape[1]}x{pixels.shape[0]} pixels, expected {w}x{h}")
-        images[i] = pixels.reshape(h, w, c)
-    return images
-
-
-def parquet_order(rows: int) -> np.ndarray:
-    """The fixed row order a Parquet split is served in: positions are rows of the file permuted with `PARQUET_ORDER_SEED`.
-
-    Parquet copies are often sorted by class (the offline CIFAR-10 is), which would make a slice such as
-    `cifar10:test[9000:]` one class; the fixed permutation gives slices the class mix of torchvision's order.
+    Class folders named by number are those labels; named ones are numbered in sorted order (torchvision's rule,
+    which is the label order of CIFAR-10, CIFAR-100 and STL-10).
     """
-    return np.random.default_rng(PARQUET_ORDER_SEED).permutation(rows)
+    from torchvision.datasets import ImageFolder
+
+    try:
+        folder = ImageFolder(str(path), loader=lambda file: file)  # lists and labels the files; decoding is ours
+    except (FileNotFoundError, OSError) as exc:
+        raise ValueError(f"{path}: not an image folder with one subfolder per class ({_one_line(str(exc))})") from exc
+    numbered = all(c.isdigit() for c in folder.classes)
+    labels = np.array([int(c) for c in folder.classes] if numbered else range(len(folder.classes)), dtype=np.int64)
+    if len(folder.classes) > num_classes or labels.max() >= num_classes:
+        raise ValueError(f"{path}: class folders {folder.classes[:12]} do not fit the dataset's {num_classes} classes")
+    return [file for file, _ in folder.samples], labels[np.asarray(folder.targets, dtype=np.int64)]
 
 
-def parquet_source(spec: str, root: str | Path | None = None) -> Path | None:
-    """The Parquet file `load(spec)` decodes when nothing is cached, or None when another source comes first."""
+def _decode_folder(path: Path, info: DatasetInfo) -> Arrays:
+    """Decode an image folder into NHWC uint8 images and labels, in torchvision's file order."""
+    files, labels = image_folder(path, info.num_classes)
+    return decode_images([Path(file).read_bytes() for file in files], info.shape, str(path)), labels
+
+
+def fixed_order(rows: int) -> np.ndarray:
+    """The fixed row order an encoded split (Parquet rows, image-folder files) is served in: file order permuted with
+    `ORDER_SEED`.
+
+    Such copies are often sorted by class (the offline CIFAR-10 Parquet is; an image folder always is), which
+    would make a slice such as `cifar10:test[9000:]` one class; the fixed permutation gives slices a class mix.
+    """
+    return np.random.default_rng(ORDER_SEED).permutation(rows)
+
+
+def encoded_source(spec: str, root: str | Path | None = None) -> tuple[str, Path] | None:
+    """The encoded source `load(spec)` decodes when nothing is cached, ("parquet" | "images", path), or None when
+    torchvision files (or nothing) come first."""
     name, split = parse_spec(spec)
     folder = _torchvision_folder(name, split)
     if folder is None:
         return None
-    for path in data_roots(root):
-        if (path / folder).exists():
-            return None
-        if (path / name / f"{split}.parquet").is_file():
-            return path / name / f"{split}.parquet"
-    return None
+    found = next(_sources(name, split, data_roots(root), folder), None)
+    return None if found is None or found[0] == "torchvision" else found
 
 
 def finish_arrays(spec: str, images: np.ndarray, labels: np.ndarray) -> Arrays:
-    """Rows decoded from `parquet_source(spec)` in file order, as `arrays(spec)` serves them (fixed order, NCHW)."""
+    """Rows decoded from `encoded_source(spec)` in file order, as `arrays(spec)` serves them (fixed order, NCHW)."""
     name, split = parse_spec(spec)
-    order = parquet_order(len(images))
+    order = fixed_order(len(images))
     return _normalise(DATASETS[name], split, images[order], labels.astype(np.int64)[order])
 
 
-def _search_roots(name: str, split: str, roots: list[Path], folder: str, make: Maker) -> Arrays | None:
-    """First hit over roots: torchvision files under <root>/<folder>, else <root>/<name>/<split>.parquet."""
+def _sources(name: str, split: str, roots: list[Path], folder: str) -> Iterator[tuple[str, Path]]:
+    """Candidate sources in the order tried: per root, torchvision files under <root>/<folder>, else
+    <root>/<name>/<split>.parquet, else the image folder <root>/<name>/<split>/."""
     for root in roots:
         if (root / folder).exists():
+            yield "torchvision", root
+        if (root / name / f"{split}.parquet").is_file():
+            yield "parquet", root / name / f"{split}.parquet"
+        elif (root / name / split).is_dir():
+            yield "images", root / name / split
+
+
+def _search_roots(name: str, split: str, roots: list[Path], folder: str, make: Maker) -> Arrays | None:
+    """The first source that loads (a corrupt torchvision copy is skipped with a warning)."""
+    info = DATASETS[name]
+    for kind, path in _sources(name, split, roots, folder):
+        if kind == "torchvision":
             try:
-                return _torchvision_arrays(make(root, False))
+                return _torchvision_arrays(make(path, False))
             except RuntimeError as exc:  # torchvision's "not found or corrupted"
-                warnings.warn(f"{name}:{split}: skipping {root / folder}: {_one_line(str(exc))}", stacklevel=2)
-        parquet = root / name / f"{split}.parquet"
-        if parquet.is_file():
-            return _decode_parquet(parquet, DATASETS[name].shape)
+                warnings.warn(f"{name}:{split}: skipping {path / folder}: {_one_line(str(exc))}", stacklevel=2)
+                continue
+        images, labels = _decode_parquet(path, info.shape) if kind == "parquet" else _decode_folder(path, info)
+        return finish_arrays(f"{name}:{split}", images, labels)
     return None
 
 
 def _download_or_raise(name: str, split: str, roots: list[Path], folder: str, make: Maker) -> Arrays:
     """Try torchvision's download into the last root; on failure explain where we looked."""
     target = roots[-1]
-    looked = f"no {folder} or {name}/{split}.parquet in {', '.join(map(str, roots))}"
-    hint = f"set SSLSTEAL_DATA to a folder holding {folder} or {name}/{split}.parquet"
+    looked = f"no {folder}, {name}/{split}.parquet or {name}/{split}/ in {', '.join(map(str, roots))}"
+    hint = f"set SSLSTEAL_DATA to a folder holding {folder}, {name}/{split}.parquet or an image folder {name}/{split}/<class>/"
     if _offline():
         raise DatasetUnavailableError(f"{name}:{split} is unavailable: {looked}; SSLSTEAL_OFFLINE forbids downloads; {hint}")
     try:

@@ -217,7 +217,7 @@ def test_parquet_source_round_trips_and_is_cached(isolated: Path, monkeypatch: p
     first = load("cifar10")
     assert first.name == "cifar10:train" and first.num_classes == 10
     # rows come back in the fixed shuffled order, images still paired with their labels
-    order = np.random.default_rng(data.PARQUET_ORDER_SEED).permutation(12)
+    order = np.random.default_rng(data.ORDER_SEED).permutation(12)
     assert not np.array_equal(order, np.arange(12))
     assert np.array_equal(first.images.numpy(), images[order]) and first.labels.tolist() == labels[order].tolist()
     assert (cache_dir() / "datasets" / "cifar10-train.v2.images.npy").is_file()
@@ -227,6 +227,49 @@ def test_parquet_source_round_trips_and_is_cached(isolated: Path, monkeypatch: p
     second = load("cifar10")
     assert torch.equal(second.images, first.images) and torch.equal(second.labels, first.labels)
     assert not list((cache_dir() / "datasets").glob("*.tmp"))
+
+
+def _write_folder(split: Path, images: np.ndarray, labels: np.ndarray, names: list[str]) -> None:
+    """An ImageFolder layout: one PNG per image under <split>/<class name>/."""
+    from PIL import Image
+
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        (split / names[label]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image.transpose(1, 2, 0)).save(split / names[label] / f"{i:03d}.png")
+
+
+def test_image_folder_loads_in_torchvision_order_then_the_fixed_order(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = isolated / "data"
+    images, labels = random_images(30, (3, 32, 32)), np.arange(30) % 3
+    _write_folder(root / "cifar10" / "test", images, labels, ["7", "2", "5"])  # numbered folders are the labels
+    monkeypatch.setenv("SSLSTEAL_DATA", str(root))
+    assert data.encoded_source("cifar10:test") == ("images", root / "cifar10" / "test")
+    loaded = load("cifar10:test")
+    listing = sorted(range(30), key=lambda i: (["7", "2", "5"][labels[i]], i))  # torchvision: class folders sorted, then files
+    served = np.array(listing)[data.fixed_order(30)]
+    assert np.array_equal(loaded.images.numpy(), images[served])
+    assert loaded.labels.tolist() == [[7, 2, 5][labels[i]] for i in served]
+
+
+def test_named_class_folders_are_numbered_in_sorted_order_and_bad_folders_are_named(isolated: Path) -> None:
+    split = isolated / "folder"
+    _write_folder(split, random_images(4, (3, 32, 32)), np.array([0, 1, 1, 0]), ["cat", "airplane"])
+    files, labels = data.image_folder(split, 10)
+    assert [Path(f).parent.name for f in files] == ["airplane", "airplane", "cat", "cat"] and labels.tolist() == [0, 0, 1, 1]
+    with pytest.raises(ValueError, match="do not fit the dataset's 1 classes"):
+        data.image_folder(split, 1)
+    (isolated / "empty").mkdir()
+    with pytest.raises(ValueError, match="not an image folder with one subfolder per class"):
+        data.image_folder(isolated / "empty", 10)
+
+
+def test_parquet_comes_before_an_image_folder_in_the_same_root(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = isolated / "data"
+    write_parquet(root / "cifar10" / "test.parquet", random_images(5, (3, 32, 32)), np.zeros(5))
+    _write_folder(root / "cifar10" / "test", random_images(3, (3, 32, 32)), np.zeros(3, dtype=np.int64), ["0"])
+    monkeypatch.setenv("SSLSTEAL_DATA", str(root))
+    assert data.encoded_source("cifar10:test") == ("parquet", root / "cifar10" / "test.parquet")
+    assert len(load("cifar10:test")) == 5
 
 
 def test_sorted_parquet_slices_hold_every_class(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -275,7 +318,7 @@ def test_corrupt_torchvision_folder_falls_back_to_parquet(isolated: Path) -> Non
     write_parquet(root / "cifar10" / "test.parquet", images, np.array([4, 5, 6]))
     with pytest.warns(UserWarning, match="skipping .*cifar-10-batches-py"):
         loaded = load("cifar10:test", root=root)
-    order = np.random.default_rng(data.PARQUET_ORDER_SEED).permutation(3)
+    order = np.random.default_rng(data.ORDER_SEED).permutation(3)
     assert np.array_equal(loaded.images.numpy(), images[order]) and loaded.labels.tolist() == np.array([4, 5, 6])[order].tolist()
 
 
@@ -304,7 +347,7 @@ def test_unavailable_when_download_fails(isolated: Path, monkeypatch: pytest.Mon
             load(spec, root=isolated / "empty")
         message = str(info.value)
         assert f"download into {cache_dir() / 'data'} failed (URLError" in message
-        assert f"holding {folder} or {spec.replace(':', '/')}.parquet" in message
+        assert f"holding {folder}, {spec.replace(':', '/')}.parquet or an image folder {spec.replace(':', '/')}/<class>/" in message
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

@@ -1,5 +1,6 @@
 """The sweep's Ray Data path on the real CIFAR-10 Parquet copy: the same arrays as an in-process load, on one node
-and on a worker node of a two-node cluster that cannot see the file (only the driver's node had it)."""
+and on a worker node of a two-node cluster that cannot see the file (only the driver's node had it); and on an
+image folder of real CIFAR-10 test images (`read_images`)."""
 
 from __future__ import annotations
 
@@ -95,3 +96,31 @@ def test_a_worker_node_gets_a_split_only_the_head_had_on_disk(private_root: Path
     assert not file_seen
     np.testing.assert_array_equal(served[1], expected[1])
     np.testing.assert_array_equal(served[0], expected[0])
+
+
+def test_an_image_folder_through_read_images_equals_the_in_process_load(cifar_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """2,000 real CIFAR-10 test images as PNGs under class-named folders (torchvision's ImageFolder layout)."""
+    from PIL import Image
+
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]  # sorted: CIFAR-10's label order
+    images, labels = data.arrays("cifar10:test", root=cifar_root)
+    root = tmp_path / "data"
+    for i in range(2000):
+        folder = root / "cifar10" / "test" / names[labels[i]]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(images[i].transpose(1, 2, 0)).save(folder / f"{i:05d}.png")
+    monkeypatch.delenv("SSLSTEAL_DATA", raising=False)
+    monkeypatch.setenv("SSLSTEAL_CACHE", str(tmp_path / "cache"))
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        [shared] = share_datasets(["cifar10:test"], str(root)).values()
+        assert shared.blocks is not None  # read and decoded by Ray Data, not in this process
+        served = split_arrays(shared)
+    finally:
+        ray.shutdown()
+    expected = _in_process(root, monkeypatch, tmp_path / "other-cache")
+    np.testing.assert_array_equal(served[0], expected[0])
+    np.testing.assert_array_equal(served[1], expected[1])
+    source = {images[i].tobytes(): labels[i] for i in range(2000)}  # every file came back once, with its own label
+    assert sorted(source[image.tobytes()] for image in served[0]) == sorted(labels[:2000].tolist())
+    assert [source[image.tobytes()] for image in served[0]] == served[1].tolist()
