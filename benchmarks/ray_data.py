@@ -6,7 +6,9 @@ Prints, from one run, with Ray started on `--cpus` CPUs and an empty decoded-arr
 - driver, cold: `share_datasets` (Ray Data reads the Parquet files and decodes them across the CPUs, then the
   driver writes its decoded-array cache, as the in-process path does);
 - driver, warm: `share_datasets` when the decoded-array cache exists (two file reads, then the object store);
-- trial side: the seconds a trial takes to get its arrays from each; the ratio Ray Data / in-process on the driver.
+- trial side: the seconds a trial takes to get its arrays from each; the ratio Ray Data / in-process on the driver;
+- bulk embedding: a small-CNN encoder's features of the first split, in this process against Ray Data batch
+  inference with `--actors` actors of 1 CPU (`sslsteal.orchestration.batch_inference.embed`), and the ratio.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpus", type=int, default=2)
     parser.add_argument("--splits", nargs="+", default=["cifar10:train", "cifar10:test"])
+    parser.add_argument("--actors", type=int, default=2, help="bulk-inference actors (1 CPU each)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ray-data-bench-"))
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
@@ -60,7 +63,32 @@ def main() -> None:
     print(f"driver, cold: Ray Data read_parquet + map_batches decode: {ray_data_s:.2f} s; ratio Ray Data / in-process = {ray_data_s / in_process_s:.3f}")
     print(f"driver, warm (decoded-array cache present): {warm_s:.2f} s")
     print(f"trial: arrays from whole puts {get_puts:.2f} s, from Ray Data blocks {get_blocks:.2f} s")
+    bulk_embedding(args.splits[0], args.actors)
     ray.shutdown()
+
+
+def bulk_embedding(split: str, actors: int) -> None:
+    """Features of `split` by a freshly initialised small CNN: in this process, then through the actor pool."""
+    import numpy as np
+    import torch
+
+    from sslsteal import data
+    from sslsteal.device import set_threads
+    from sslsteal.evaluate import extract_features
+    from sslsteal.models import build_encoder
+    from sslsteal.orchestration.batch_inference import embed
+    from sslsteal.specs.sweep import BulkInference
+
+    images = data.load(split).images
+    torch.manual_seed(0)
+    encoder = build_encoder("small_cnn").eval()
+    set_threads(actors)  # the same CPUs as the pool
+    local_s, local = timed(lambda: extract_features(encoder, images))
+    bulk_s, bulk = timed(lambda: embed(encoder, images, BulkInference(min_images=1, actors=actors)))
+    assert np.allclose(local, bulk, atol=1e-5)
+    print(
+        f"bulk embedding of {len(images)} {split} images: in-process ({actors} threads) {local_s:.2f} s, Ray Data ({actors} actors) {bulk_s:.2f} s; ratio = {bulk_s / local_s:.3f}"
+    )
 
 
 if __name__ == "__main__":
