@@ -1,12 +1,13 @@
 """Sharing CIFAR-10 with a sweep's trials: Ray Data (read_parquet + map_batches decode) against one process decoding.
 
 Run: SSLSTEAL_DATA=../shared/data python benchmarks/ray_data.py [--cpus 2] [--splits cifar10:train cifar10:test]
-Prints, from one run, with Ray started on `--cpus` CPUs and an empty decoded-array cache for each cold variant:
+Prints, from one run, with Ray started on `--cpus` CPUs and an empty decoded-array cache for each cold read (the two
+cold variants alternate for `--rounds` rounds; the ratio is of their means):
 - driver, cold: decode every split in this process and put the arrays in the object store (the path before Ray Data);
-- driver, cold: `share_datasets` (Ray Data reads the Parquet files and decodes them across the CPUs, then the
-  driver writes its decoded-array cache, as the in-process path does);
+- driver, cold: `share_datasets` (Ray Data reads the Parquet files in one execution and decodes them across the
+  CPUs; the driver gathers the rows, writes its decoded-array cache, as the in-process path does, and puts them);
 - driver, warm: `share_datasets` when the decoded-array cache exists (two file reads, then the object store);
-- trial side: the seconds a trial takes to get its arrays from each; the ratio Ray Data / in-process on the driver;
+- the ratio Ray Data / in-process on the driver (a trial then reads either from the object store without a copy);
 - bulk embedding: a small-CNN encoder's features of the first split, in this process against Ray Data batch
   inference with `--actors` actors of 1 CPU (`sslsteal.orchestration.batch_inference.embed`), and the ratio.
 """
@@ -29,15 +30,17 @@ def timed(work: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def main() -> None:
+    import numpy as np
     import ray
 
     from sslsteal import data
-    from sslsteal.orchestration.ray_data import SharedSplit, share_datasets, split_arrays
+    from sslsteal.orchestration.ray_data import SharedSplit, share_datasets
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpus", type=int, default=2)
     parser.add_argument("--splits", nargs="+", default=["cifar10:train", "cifar10:test"])
     parser.add_argument("--actors", type=int, default=2, help="bulk-inference actors (1 CPU each)")
+    parser.add_argument("--rounds", type=int, default=3, help="cold reads of each variant, alternating")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ray-data-bench-"))
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
@@ -45,24 +48,29 @@ def main() -> None:
     def fresh_cache(name: str) -> None:
         os.environ["SSLSTEAL_CACHE"] = str(work / name)
 
-    fresh_cache("in-process")
-    in_process_s, puts = timed(lambda: {s: SharedSplit(s, arrays=ray.put(data.arrays(s))) for s in args.splits})
-    fresh_cache("ray-data")
-    assert not any(data.is_cached(s) for s in args.splits)
-    ray_data_s, shared = timed(lambda: share_datasets(args.splits))
-    assert all(split.blocks is not None for split in shared.values()), "expected Parquet sources for every split"
-    fresh_cache("in-process")  # its cache was written by the first variant
+    times: dict[str, list[float]] = {"in-process": [], "ray-data": []}
+    for i in range(args.rounds):  # alternating, so neither variant alone pays this process's first imports
+        fresh_cache(f"in-process-{i}")
+        in_process_s, puts = timed(lambda: {s: SharedSplit(s, ray.put(data.arrays(s)), "driver") for s in args.splits})
+        fresh_cache(f"ray-data-{i}")
+        assert not any(data.is_cached(s) for s in args.splits)
+        ray_data_s, shared = timed(lambda: share_datasets(args.splits))
+        assert all(split.decoded_by == "ray-data" for split in shared.values()), "expected Parquet sources for every split"
+        for spec, split in shared.items():
+            assert all(np.array_equal(a, b) for a, b in zip(ray.get(split.arrays), ray.get(puts[spec].arrays), strict=True)), spec
+        times["in-process"].append(in_process_s)
+        times["ray-data"].append(ray_data_s)
+    fresh_cache("in-process-0")  # its cache was written by the first variant
     warm_s, warm = timed(lambda: share_datasets(args.splits))
-    assert all(split.blocks is None for split in warm.values())
+    assert all(split.decoded_by == "driver" for split in warm.values())
 
-    get_puts, _ = timed(lambda: [split_arrays(split) for split in puts.values()])
-    get_blocks, _ = timed(lambda: [split_arrays(split) for split in shared.values()])
-    images = sum(len(split_arrays(split)[1]) for split in puts.values())
-    print(f"{images} images from {', '.join(args.splits)}; Ray on {args.cpus} CPUs")
-    print(f"driver, cold: decode in one process + put: {in_process_s:.2f} s")
-    print(f"driver, cold: Ray Data read_parquet + map_batches decode: {ray_data_s:.2f} s; ratio Ray Data / in-process = {ray_data_s / in_process_s:.3f}")
+    images = sum(len(ray.get(split.arrays)[1]) for split in puts.values())
+    mean = {k: sum(v) / len(v) for k, v in times.items()}
+    print(f"{images} images from {', '.join(args.splits)}; Ray on {args.cpus} CPUs; {args.rounds} rounds, cold each time")
+    print(f"driver, cold: decode in one process + put: {', '.join(f'{t:.2f}' for t in times['in-process'])} s")
+    print(f"driver, cold: Ray Data read_parquet + map_batches decode: {', '.join(f'{t:.2f}' for t in times['ray-data'])} s")
+    print(f"ratio of the means, Ray Data / in-process = {mean['ray-data'] / mean['in-process']:.3f} (target <= 1)")
     print(f"driver, warm (decoded-array cache present): {warm_s:.2f} s")
-    print(f"trial: arrays from whole puts {get_puts:.2f} s, from Ray Data blocks {get_blocks:.2f} s")
     bulk_embedding(args.splits[0], args.actors)
     ray.shutdown()
 

@@ -8,7 +8,9 @@ with the default recipe. Prints, from one run:
   other, against an in-process `VictimService` (same accounts, budgets and defenses), no Ray, no MLflow;
 - the sweep's wall time for the same trials, one at a time with the same CPUs (shared actor, object store,
   Tune, MLflow child runs), and the ratio sweep / loop (target <= 1.10);
-- throughput of 2 concurrent trials of 1 CPU each vs 1 trial at a time with 2 CPUs (target >= 1.8).
+- throughput of 2 concurrent trials of 1 CPU each vs 1 trial at a time with 2 CPUs (target >= 1.8), beside the same
+  ratio for the bare loop (the trials split over 2 processes of 1 thread, no Ray): what the machine itself allows
+  these trials, so the sweep's share of any shortfall is the gap between the two.
 Victim, reference, dataset and evaluation caches are warmed first so every variant does the same work.
 """
 
@@ -47,8 +49,9 @@ def _configs(plan: Any) -> list[dict[str, Any]]:
     return [substitute(plan.tree, dict(zip(paths, combo, strict=True))) for combo in combos] * plan.spec.run.num_samples
 
 
-def bare_loop(plan: Any, cpus: int) -> float:
-    """Wall seconds for the trials run sequentially in this process against an in-process victim service."""
+def bare_loop(plan: Any, cpus: int, configs: list[dict[str, Any]] | None = None) -> float:
+    """Wall seconds for the trials (`configs`, default all of the plan's) run sequentially in this process against
+    an in-process victim service."""
     import torch
 
     from sslsteal.device import select_device, set_threads
@@ -64,7 +67,7 @@ def bare_loop(plan: Any, cpus: int) -> float:
     victim = resolve_victim(spec.victim, base=Path(plan.source).resolve().parent, data_root=root, progress=False)
     service = VictimService(str(victim.path), {**spec.service, "num_cpus": cpus})
     device = select_device()
-    for i, config in enumerate(_configs(plan)):
+    for i, config in enumerate(_configs(plan) if configs is None else configs):
         run = StealSpec.model_validate({"victim": victim.spec.key, "attack": config["attack"], "evaluate": config["evaluate"], "data_root": root})
         indices = list(range(1, run.evaluate.references + 1)) if run.evaluate.ownership else []
         references = get_references(victim, indices, data_root=root, progress=False)
@@ -75,6 +78,25 @@ def bare_loop(plan: Any, cpus: int) -> float:
             downstream = run.evaluate.downstream or victim.spec.evaluate.downstream
             legit = service.open_fresh_account(f"loop{i}-legit", legit_queries(victim, downstream), config["defense"])["account"]
             legit_metrics(lambda x, a=legit: torch.from_numpy(service.embed(x, a)), victim, downstream, root)
+    return time.perf_counter() - start
+
+
+def _loop_share(sweep: str, overrides: list[str], share: int, shares: int) -> float:
+    """One process's share of the trials (every `shares`-th from `share`) in a bare loop with 1 thread."""
+    from sslsteal.specs.sweep import plan_sweep
+
+    plan = plan_sweep(sweep, overrides)
+    return bare_loop(plan, 1, _configs(plan)[share::shares])
+
+
+def concurrent_loops(sweep: str, overrides: list[str], processes: int) -> float:
+    """Wall seconds for the trials split over `processes` bare loops of 1 thread each, running at once."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    start = time.perf_counter()
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(_loop_share, *zip(*[(sweep, overrides, i, processes) for i in range(processes)], strict=True)))
     return time.perf_counter() - start
 
 
@@ -120,7 +142,7 @@ def main() -> None:
     one_at_a_time = plan_with("run.max_concurrent_trials=1", f"run.resources_per_trial.cpu={args.cpus}")
     trials = len(_configs(one_at_a_time))
     print(f"{trials} trials from {args.sweep}")
-    bare_loop(one_at_a_time, args.cpus)  # warm the caches (victim, reference, datasets, baselines)
+    bare_loop(one_at_a_time, args.cpus, _configs(one_at_a_time)[:1])  # warm the caches (victim, reference, datasets, baselines)
     quickstart = plan_sweep(args.sweep)
     first_s = first_result(quickstart, str(work / "first"), uri, args.cpus)
     print(f"{args.sweep} as it ships ({quickstart.trials} trials): first trial result {first_s:.1f} s after ray.init (target <= 60)")
@@ -140,6 +162,10 @@ def main() -> None:
         f"throughput: {60 * trials / pair_s:.2f} vs {60 * trials / sweep_s:.2f} trials/min; ratio (2x1 CPU) / (1x2 CPU) = {sweep_s / pair_s:.3f} (target >= 1.8)"
     )
     ray.shutdown()
+    loops_s = concurrent_loops(args.sweep, overrides, args.cpus)
+    bound = loop_s / loops_s
+    print(f"bare loops, the trials split over {args.cpus} processes of 1 thread at once: {loops_s:.1f} s")
+    print(f"the machine's own ratio ({args.cpus} x 1 thread) / (1 x {args.cpus} threads) = {bound:.3f}; the sweep reaches {sweep_s / pair_s / bound:.3f} of it")
 
 
 if __name__ == "__main__":

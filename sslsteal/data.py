@@ -399,17 +399,14 @@ def _download_or_raise(name: str, split: str, roots: list[Path], folder: str, ma
         raise DatasetUnavailableError(f"{name}:{split} is unavailable: {looked}; {failed}; {hint}") from exc
 
 
+TORCHVISION_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python", "stl10": "stl10_binary", "fashion_mnist": "FashionMNIST/raw"}
+"""The folder torchvision's class for each dataset reads under a root (its classes' `base_folder`; spelled out here
+because importing torchvision.datasets takes seconds, and a sweep's driver only needs the names)."""
+
+
 def _torchvision_folder(name: str, split: str) -> str | None:
     """The file or folder torchvision's class for `name` reads under a root (None: not a torchvision dataset)."""
-    from torchvision.datasets import CIFAR10, CIFAR100, STL10
-
-    folders = {
-        "cifar10": CIFAR10.base_folder,
-        "cifar100": CIFAR100.base_folder,
-        "stl10": STL10.base_folder,
-        "svhn": f"{split}_32x32.mat",
-        "fashion_mnist": "FashionMNIST/raw",
-    }
+    folders = TORCHVISION_FOLDERS | {"svhn": f"{split}_32x32.mat"}
     return folders.get(name)
 
 

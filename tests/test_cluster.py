@@ -1,7 +1,8 @@
-"""Multi-node: a CPU-only head and a worker that declares a (logical) GPU and a custom resource, on this machine.
+"""Multi-node: a CPU-only head and a worker that declares two (logical) GPUs and a custom resource, on this machine.
 
 The sweep must put victim training and the shared victim actor on the GPU node (the actor also asks for the
-custom resource), run its trials, and log everything to an MLflow server over HTTP.
+custom resource), run its trials with their probes' train features embedded by Ray Data batch inference on the
+GPU node (each pool actor asks for half a GPU), and log everything to an MLflow server over HTTP.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def cluster() -> Cluster:
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 0})
-    cluster.add_node(num_cpus=1, num_gpus=1, resources={"victim_host": 1})
+    cluster.add_node(num_cpus=1, num_gpus=2, resources={"victim_host": 1})
     cluster.wait_for_nodes()
     yield cluster
     ray.shutdown()
@@ -40,7 +41,13 @@ def test_victim_on_the_gpu_node_trials_logged_over_http(cluster: Cluster, cifar_
         "victim": victim,
         "attack": {"loss": {"grid": ["mse", "softnn"]}, "queries": 300, "epochs": 2, "query_data": "cifar10:test[:8000]"},
         "service": {"resources": {"victim_host": 1}},
-        "run": {"max_concurrent_trials": 2, "resources_per_trial": {"cpu": 1}, "data_root": str(cifar_root)},
+        "run": {
+            "max_concurrent_trials": 2,
+            "resources_per_trial": {"cpu": 1},
+            "data_root": str(cifar_root),
+            # the probe's 5,000 train images (tiny.yaml) reach the threshold; its 2,000 test images stay in-process
+            "bulk_inference": {"min_images": 5000, "actors": 1, "cpu": 0.5, "gpu": 0.5},
+        },
     }
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(sweep))
@@ -67,3 +74,5 @@ def test_victim_on_the_gpu_node_trials_logged_over_http(cluster: Cluster, cifar_
         assert child.data.metrics["queries_used"] == 300.0
         assert child.data.tags["sslsteal.node_id"] in nodes
         assert "acc.cifar10" in child.data.metrics
+        assert child.data.metrics["eval.bulk_images"] == 5000.0  # the probe's train features came from the pool
+        assert child.data.tags["sslsteal.bulk_nodes"] == gpu_node  # which ran where the GPUs are, not beside the trial

@@ -311,6 +311,13 @@ def test_torchvision_cifar10_folder_is_preferred(isolated: Path, monkeypatch: py
     assert np.array_equal(loaded.images.numpy(), train) and loaded.labels.tolist() == list(range(10))
 
 
+def test_torchvision_folder_names_are_torchvisions_own() -> None:
+    from torchvision.datasets import CIFAR10, CIFAR100, STL10, FashionMNIST
+
+    expected = {"cifar10": CIFAR10.base_folder, "cifar100": CIFAR100.base_folder, "stl10": STL10.base_folder, "fashion_mnist": f"{FashionMNIST.__name__}/raw"}
+    assert expected == data.TORCHVISION_FOLDERS
+
+
 def test_corrupt_torchvision_folder_falls_back_to_parquet(isolated: Path) -> None:
     root = isolated / "data"
     (root / "cifar-10-batches-py").mkdir(parents=True)  # empty: torchvision reports it corrupted

@@ -28,10 +28,11 @@ def cluster_gpus(share: float | Literal["auto"]) -> float:
     return 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
 
 
-def create_service(checkpoint: str | Path | bytes | Any, spec: ServiceSpec, *, name: str = "victim", namespace: str | None = None) -> Any:
+def create_service(checkpoint: str | Path | bytes | Any, spec: ServiceSpec, *, name: str = "victim", namespace: str | None = None, wait: bool = True) -> Any:
     """Start the named, restartable victim actor (on a GPU node when the cluster has one, unless `spec.num_gpus` says otherwise).
 
     Pass the checkpoint's bytes, or an ObjectRef of them (not a path), when the actor may land on another machine.
+    `wait=False` returns while the actor is still constructing; the caller then gets its `info` to surface errors.
     """
     actor = ray.remote(ServedVictim).options(
         name=name,
@@ -45,7 +46,8 @@ def create_service(checkpoint: str | Path | bytes | Any, spec: ServiceSpec, *, n
     )
     source = str(checkpoint) if isinstance(checkpoint, (str, Path)) else checkpoint  # Ray resolves an ObjectRef argument
     handle: Any = actor.remote(source, spec.model_dump())
-    ray.get(handle.info.remote())  # surface construction errors here, not in the first trial
+    if wait:
+        ray.get(handle.info.remote())  # surface construction errors here, not in the first trial
     return handle
 
 

@@ -34,15 +34,34 @@ class EmbedBatches:
         self.encoder.to(self.device)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import ray
+
         from sslsteal.evaluate import extract_features
 
         [start], [stop] = batch["start"], batch["stop"]  # one chunk of rows per batch
         images = torch.from_numpy(self.images[start:stop].copy())  # torch wants writable memory
-        return {"start": batch["start"], "features": extract_features(self.encoder, images, device=self.device)[None]}
+        features = extract_features(self.encoder, images, device=self.device)[None]
+        return {"start": batch["start"], "features": features, "node": np.array([ray.get_runtime_context().get_node_id()])}
 
 
-def embed(encoder: Encoder, images: torch.Tensor, bulk: BulkInference) -> np.ndarray:
-    """`encoder`'s float32 (N, dim) features of `images`, in order, computed by `bulk.actors` actors through Ray Data."""
+class BulkRoute:
+    """What a trial installs as `evaluate.embed_in_bulk`'s route: `embed` with the sweep's settings, counting the
+    images it embedded and the nodes its actors ran on (the trial logs both)."""
+
+    def __init__(self, bulk: BulkInference) -> None:
+        self.bulk = bulk
+        self.images = 0
+        self.nodes: set[str] = set()
+
+    def __call__(self, encoder: Encoder, images: torch.Tensor) -> np.ndarray:
+        features = embed(encoder, images, self.bulk, nodes=self.nodes)
+        self.images += len(images)
+        return features
+
+
+def embed(encoder: Encoder, images: torch.Tensor, bulk: BulkInference, nodes: set[str] | None = None) -> np.ndarray:
+    """`encoder`'s float32 (N, dim) features of `images`, in order, computed by `bulk.actors` actors through Ray Data;
+    the ids of the nodes the actors ran on are added to `nodes` when given."""
     import ray
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -69,6 +88,8 @@ def embed(encoder: Encoder, images: torch.Tensor, bulk: BulkInference) -> np.nda
         for start, block in zip(batch["start"], batch["features"], strict=True):
             out[start : start + len(block)] = block
             done.add(int(start))
+        if nodes is not None:
+            nodes.update(str(node) for node in batch["node"])
     if done != set(cuts):
         raise RuntimeError(f"bulk inference returned {len(done)} of {len(cuts)} chunks of {len(images)} images")
     return out

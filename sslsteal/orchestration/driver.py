@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sslsteal.orchestration.trial import SweepContext, baseline_key, trial
-from sslsteal.specs.sweep import SweepPlan
+from sslsteal.specs.sweep import BulkInference, SweepPlan
 
 
 def _splits_needed(plan: SweepPlan, victim_spec: Any, ownership: bool) -> list[str]:
@@ -52,9 +52,11 @@ class Driver:
     victim: Any
     report: dict[str, float]
     handle: Any
+    info: dict[str, Any]
+    """The actor's `info` once it was serving: node, GPUs, device, process."""
     shared: dict[str, Any]
     baselines: dict[str, dict[str, float]]
-    bulk: Any = None
+    bulk: BulkInference | None = None
 
     @classmethod
     def start(cls, plan: SweepPlan, *, address: str | None = None, tracking_uri: str | None = None, state_dir: Path | None = None) -> Driver:
@@ -82,33 +84,40 @@ class Driver:
             service = service.model_copy(update={"state_dir": str(state_dir)})
         if not ray.is_initialized():
             ray.init(address=address or "local", namespace=f"sslsteal-{spec.name}", include_dashboard=False)
-        tracker = Tracker(tracking_uri or spec.tracking.uri)
         victim_path = _checkpoint(victim_source(spec.victim, base=Path(plan.source).resolve().parent, data_root=spec.run.data_root))
         victim = load_victim(victim_path)
         tests = {name for names in plan.values("evaluate", "ownership") for name in names}
         if "watermark" in tests and victim.predictor is None:
             raise ConfigError([f"evaluate.ownership: the watermark test needs a watermarked victim; {victim.spec.key} has none"], plan.source)
-        count = max(plan.values("evaluate", "references") or [3]) if tests else 0
-        reference_paths = [_checkpoint(found) for found in find_references(victim, list(range(1, count + 1)), spec.run.data_root)]
-        report = victim_report(victim, spec.run.data_root)
-        downstream = list(dict.fromkeys(ds for names in plan.values("evaluate", "downstream") or [None] for ds in names or victim.spec.evaluate.downstream))
-        encoders = plan.values("attack", "encoder") or [victim.spec.encoder]
-        measured = {
-            baseline_key(parse_ref(pool), encoder or victim.spec.encoder): baselines(
-                victim, encoder or victim.spec.encoder, downstream, pool=parse_ref(pool), root=spec.run.data_root
-            )
-            for pool in query_pools(plan)
-            for encoder in encoders
-        }
-        tracker.victim_run(spec.name, victim.spec.key, flatten(victim.spec.model_dump()), report, victim_path)
-        splits = _splits_needed(plan, victim.spec, bool(tests))
-        shared = {
-            "victim": ray.put(victim_path.read_bytes()),  # read and stored once: the actor and every trial load it from here
-            "references": [ray.put(path.read_bytes()) for path in reference_paths],
-            "datasets": share_datasets(splits, spec.run.data_root),
-        }
-        handle = create_service(shared["victim"], service, name="victim", namespace=f"sslsteal-{spec.name}")
-        return cls(plan, tracker, victim, report, handle, shared, measured, bulk_needed(spec.run.bulk_inference, splits))
+        checkpoint = ray.put(victim_path.read_bytes())  # read and stored once: the actor and every trial load it from here
+        # The actor imports torch and loads the victim while the driver does the rest of its set-up.
+        handle = create_service(checkpoint, service, name="victim", namespace=f"sslsteal-{spec.name}", wait=False)
+        try:
+            tracker = Tracker(tracking_uri or spec.tracking.uri)
+            count = max(plan.values("evaluate", "references") or [3]) if tests else 0
+            reference_paths = [_checkpoint(found) for found in find_references(victim, list(range(1, count + 1)), spec.run.data_root)]
+            report = victim_report(victim, spec.run.data_root)
+            downstream = list(dict.fromkeys(ds for names in plan.values("evaluate", "downstream") or [None] for ds in names or victim.spec.evaluate.downstream))
+            encoders = plan.values("attack", "encoder") or [victim.spec.encoder]
+            measured = {
+                baseline_key(parse_ref(pool), encoder or victim.spec.encoder): baselines(
+                    victim, encoder or victim.spec.encoder, downstream, pool=parse_ref(pool), root=spec.run.data_root
+                )
+                for pool in query_pools(plan)
+                for encoder in encoders
+            }
+            tracker.victim_run(spec.name, victim.spec.key, flatten(victim.spec.model_dump()), report, victim_path)
+            splits = _splits_needed(plan, victim.spec, bool(tests))
+            shared = {
+                "victim": checkpoint,
+                "references": [ray.put(path.read_bytes()) for path in reference_paths],
+                "datasets": share_datasets(splits, spec.run.data_root),
+            }
+            info = ray.get(handle.info.remote())  # construction errors surface here, not in the first trial
+        except BaseException:
+            ray.kill(handle, no_restart=True)
+            raise
+        return cls(plan, tracker, victim, report, handle, info, shared, measured, bulk_needed(spec.run.bulk_inference, splits))
 
     def trainable(self, parent_run: str) -> Any:
         """The trial function with its context bound and the sweep's per-trial resources (with its bulk-inference pool's)."""
@@ -132,15 +141,12 @@ class Driver:
         return tune.with_resources(tune.with_parameters(trial, context=context), trial_resources(res, self.bulk))
 
     def placement(self) -> dict[str, str]:
-        """Where the victim actor runs (node id, GPU ids, torch device, process), as MLflow tags for the parent run."""
-        import ray
-
-        info = ray.get(self.handle.info.remote())
+        """Where the victim actor started (node id, GPU ids, torch device, process), as MLflow tags for the parent run."""
         return {
-            "sslsteal.victim_node_id": str(info["node_id"]),
-            "sslsteal.victim_gpu_ids": ",".join(info["gpu_ids"]),
-            "sslsteal.victim_device": info["device"],
-            "sslsteal.victim_pid": str(info["pid"]),
+            "sslsteal.victim_node_id": str(self.info["node_id"]),
+            "sslsteal.victim_gpu_ids": ",".join(self.info["gpu_ids"]),
+            "sslsteal.victim_device": self.info["device"],
+            "sslsteal.victim_pid": str(self.info["pid"]),
         }
 
     def first_downstream(self) -> str:

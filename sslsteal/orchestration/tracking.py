@@ -152,6 +152,12 @@ class Tracker:
         for chunk in _chunks(batch, MAX_METRICS_PER_BATCH):
             self.client.log_batch(run_id, metrics=chunk)
 
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        """Set (or overwrite) tags on a run in one request."""
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])
+
     def log_dict(self, run_id: str, data: Mapping[str, Any], artifact_file: str) -> None:
         """Store `data` as a JSON or YAML artifact (by the file's extension), e.g. the trial's config."""
         self.client.log_dict(run_id, dict(data), artifact_file)

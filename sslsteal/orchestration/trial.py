@@ -3,12 +3,14 @@ tested for ownership, and reports to Tune and MLflow (one child run per trial)."
 
 from __future__ import annotations
 
-import functools
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sslsteal.specs.sweep import BulkInference
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ class SweepContext:
     datasets: dict[str, Any] = field(default_factory=dict)
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
     """Victim and random-floor accuracies measured by the driver, per `baseline_key(pool, stolen architecture)`."""
-    bulk: Any = None
+    bulk: BulkInference | None = None
     """`run.bulk_inference` when the trials embed a split that large (their pools are reserved with them), else None."""
 
 
@@ -96,10 +98,8 @@ def trial(config: dict[str, Any], context: SweepContext) -> None:
     set_threads(context.cpus)
     device = select_device()
     install_datasets(context.datasets)
-    if context.bulk is None:
-        embed_in_bulk(None)
-    else:
-        embed_in_bulk(functools.partial(batch_inference.embed, bulk=context.bulk), context.bulk.min_images)
+    route = None if context.bulk is None else batch_inference.BulkRoute(context.bulk)
+    embed_in_bulk(route, 0 if context.bulk is None else context.bulk.min_images)
     victim = worker_victim(context.victim, device)
     spec = StealSpec.model_validate({"victim": victim.spec.key, "attack": config["attack"], "evaluate": config["evaluate"], "data_root": context.data_root})
     trial_id = tune.get_context().get_trial_id()
@@ -145,6 +145,9 @@ def trial(config: dict[str, Any], context: SweepContext) -> None:
                 "cost.pow_hashes": float(stats["pow_hashes"]),
             }
         )
+        if route is not None:
+            metrics["eval.bulk_images"] = float(route.images)  # embedded by Ray Data batch inference; the tag says where
+            tracker.set_tags(run_id, {"sslsteal.bulk_nodes": ",".join(sorted(route.nodes))})
         if spec.evaluate.legit:
             legit = ray.get(handle.open_fresh_account.remote(f"{trial_id}-legit", legit_queries(victim, downstream), config["defense"]))["account"]
             metrics.update(legit_metrics(RemoteQuery(handle, legit), victim, downstream, context.data_root, spec.attack.pool))
