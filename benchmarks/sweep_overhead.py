@@ -4,12 +4,14 @@ Run: SSLSTEAL_DATA=../shared/data python benchmarks/sweep_overhead.py [--sweep s
 By default: the quickstart's victim and protocol, 4 trials of 1,000 queries (MSE and SoftNN, 2 attacker seeds)
 with the default recipe. Prints, from one run:
 - the time from `ray.init` to the first trial's result, for the quickstart's trials (target <= 60 s, warm cache);
-- the bare loop's wall time: each trial's steal + evaluate + ownership tests in this process, one after the
-  other, against an in-process `VictimService` (same accounts, budgets and defenses), no Ray, no MLflow;
+- the bare loop's wall time: each trial's steal + evaluate + ownership tests one after the other, against an
+  in-process `VictimService` (same accounts, budgets and defenses), no Ray, no MLflow; in this process (its
+  imports paid by the warm-up) and in a fresh process (which imports torch, scikit-learn, ... once, as each of a
+  sweep's trial workers does);
 - the sweep's wall time for the same trials, one at a time with the same CPUs (shared actor, object store,
-  Tune, MLflow child runs), and the ratio sweep / loop (target <= 1.10);
+  Tune, MLflow child runs), and the ratio sweep / fresh loop (target <= 1.10), beside sweep / loop in this process;
 - throughput of 2 concurrent trials of 1 CPU each vs 1 trial at a time with 2 CPUs (target >= 1.8), beside the same
-  ratio for the bare loop (the trials split over 2 processes of 1 thread, no Ray): what the machine itself allows
+  ratio for bare loops in fresh processes (2 processes of 1 thread against 1 of 2, no Ray): what the machine allows
   these trials, so the sweep's share of any shortfall is the gap between the two.
 Victim, reference, dataset and evaluation caches are warmed first so every variant does the same work.
 """
@@ -81,22 +83,32 @@ def bare_loop(plan: Any, cpus: int, configs: list[dict[str, Any]] | None = None)
     return time.perf_counter() - start
 
 
-def _loop_share(sweep: str, overrides: list[str], share: int, shares: int) -> float:
-    """One process's share of the trials (every `shares`-th from `share`) in a bare loop with 1 thread."""
+def _loop_share(sweep: str, overrides: list[str], share: int, shares: int, threads: int) -> float:
+    """One fresh process's share of the trials (every `shares`-th from `share`) in a bare loop with `threads` threads."""
     from sslsteal.specs.sweep import plan_sweep
 
     plan = plan_sweep(sweep, overrides)
-    return bare_loop(plan, 1, _configs(plan)[share::shares])
+    return bare_loop(plan, threads, _configs(plan)[share::shares])
 
 
-def concurrent_loops(sweep: str, overrides: list[str], processes: int) -> float:
-    """Wall seconds for the trials split over `processes` bare loops of 1 thread each, running at once."""
+def _limit_threads(threads: int) -> None:
+    """Before numpy loads in a fresh process: its BLAS threads as a Ray worker's (Ray sets OMP_NUM_THREADS the same way)."""
+    import os
+
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(threads)
+
+
+def fresh_loops(sweep: str, overrides: list[str], processes: int, threads: int) -> float:
+    """Wall seconds for the trials split over `processes` fresh processes (bare loops of `threads` threads each, at
+    once). Each process imports torch, scikit-learn and the rest itself, as a sweep's trial worker does."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     start = time.perf_counter()
-    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
-        list(pool.map(_loop_share, *zip(*[(sweep, overrides, i, processes) for i in range(processes)], strict=True)))
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(processes, mp_context=spawn, initializer=_limit_threads, initargs=(threads,)) as pool:
+        list(pool.map(_loop_share, *zip(*[(sweep, overrides, i, processes, threads) for i in range(processes)], strict=True)))
     return time.perf_counter() - start
 
 
@@ -146,14 +158,19 @@ def main() -> None:
     quickstart = plan_sweep(args.sweep)
     first_s = first_result(quickstart, str(work / "first"), uri, args.cpus)
     print(f"{args.sweep} as it ships ({quickstart.trials} trials): first trial result {first_s:.1f} s after ray.init (target <= 60)")
-    loop_s = bare_loop(one_at_a_time, args.cpus)
-    print(f"bare loop, 1 trial at a time, {args.cpus} threads: {loop_s:.1f} s")
+    warm_loop_s = bare_loop(one_at_a_time, args.cpus)
+    print(f"bare loop, 1 trial at a time, {args.cpus} threads, in this process (imports already paid): {warm_loop_s:.1f} s")
+    loop_s = fresh_loops(args.sweep, overrides, 1, args.cpus)
+    print(f"bare loop, 1 trial at a time, {args.cpus} threads, in a fresh process: {loop_s:.1f} s (imports {loop_s - warm_loop_s:.1f} s of it)")
 
     start = time.perf_counter()
     ray.init(num_cpus=args.cpus + 1, include_dashboard=False, log_to_driver=False)  # +1 CPU for the victim actor
     print(f"ray.init: {time.perf_counter() - start:.1f} s (not counted below)")
     sweep_s, _ = sweep(one_at_a_time, str(work / "a"), uri)
-    print(f"sslsteal sweep, 1 trial at a time with {args.cpus} CPUs: {sweep_s:.1f} s; ratio sweep / loop = {sweep_s / loop_s:.3f} (target <= 1.10)")
+    print(
+        f"sslsteal sweep, 1 trial at a time with {args.cpus} CPUs: {sweep_s:.1f} s; "
+        f"ratio sweep / fresh loop = {sweep_s / loop_s:.3f} (target <= 1.10); sweep / loop in this process = {sweep_s / warm_loop_s:.3f}"
+    )
 
     two_by_one = plan_with("run.max_concurrent_trials=2", "run.resources_per_trial.cpu=1")
     pair_s, _ = sweep(two_by_one, str(work / "b"), uri)
@@ -162,10 +179,12 @@ def main() -> None:
         f"throughput: {60 * trials / pair_s:.2f} vs {60 * trials / sweep_s:.2f} trials/min; ratio (2x1 CPU) / (1x2 CPU) = {sweep_s / pair_s:.3f} (target >= 1.8)"
     )
     ray.shutdown()
-    loops_s = concurrent_loops(args.sweep, overrides, args.cpus)
+    loops_s = fresh_loops(args.sweep, overrides, args.cpus, 1)
     bound = loop_s / loops_s
-    print(f"bare loops, the trials split over {args.cpus} processes of 1 thread at once: {loops_s:.1f} s")
-    print(f"the machine's own ratio ({args.cpus} x 1 thread) / (1 x {args.cpus} threads) = {bound:.3f}; the sweep reaches {sweep_s / pair_s / bound:.3f} of it")
+    print(f"bare loops, the trials split over {args.cpus} fresh processes of 1 thread at once: {loops_s:.1f} s")
+    print(
+        f"the machine's own ratio ({args.cpus} x 1 thread) / (1 x {args.cpus} threads), fresh processes = {bound:.3f}; the sweep's is {sweep_s / pair_s / bound:.3f} of it"
+    )
 
 
 if __name__ == "__main__":
