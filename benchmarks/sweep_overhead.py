@@ -161,7 +161,9 @@ def main() -> None:
     warm_loop_s = bare_loop(one_at_a_time, args.cpus)
     print(f"bare loop, 1 trial at a time, {args.cpus} threads, in this process (imports already paid): {warm_loop_s:.1f} s")
     loop_s = fresh_loops(args.sweep, overrides, 1, args.cpus)
-    print(f"bare loop, 1 trial at a time, {args.cpus} threads, in a fresh process: {loop_s:.1f} s (imports {loop_s - warm_loop_s:.1f} s of it)")
+    print(
+        f"bare loop, 1 trial at a time, {args.cpus} threads, in a fresh process: {loop_s:.1f} s (its start-up, imports and loads, {loop_s - warm_loop_s:.1f} s of it)"
+    )
 
     start = time.perf_counter()
     ray.init(num_cpus=args.cpus + 1, include_dashboard=False, log_to_driver=False)  # +1 CPU for the victim actor

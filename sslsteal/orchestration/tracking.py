@@ -153,10 +153,12 @@ class Tracker:
             self.client.log_batch(run_id, metrics=chunk)
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
-        """Set (or overwrite) tags on a run in one request."""
+        """Set (or overwrite) tags on a run, in as few requests as MLflow's batch limit allows."""
         from mlflow.entities import RunTag
+        from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH
 
-        self.client.log_batch(run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])
+        for chunk in _chunks([RunTag(key, str(value)) for key, value in tags.items()], MAX_PARAMS_TAGS_PER_BATCH):
+            self.client.log_batch(run_id, tags=chunk)
 
     def log_dict(self, run_id: str, data: Mapping[str, Any], artifact_file: str) -> None:
         """Store `data` as a JSON or YAML artifact (by the file's extension), e.g. the trial's config."""
@@ -221,12 +223,8 @@ class Tracker:
 
     def _resume(self, run: Run, name: str, params: Mapping[str, Any] | None, tags: Mapping[str, str] | None) -> None:
         """Mark `run` RUNNING under `name`, set `tags` and log the flattened `params` it lacks."""
-        from mlflow.entities import RunTag
-        from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH
-
         self.client.update_run(run.info.run_id, status="RUNNING", name=name)
-        for chunk in _chunks([RunTag(key, str(value)) for key, value in (tags or {}).items()], MAX_PARAMS_TAGS_PER_BATCH):
-            self.client.log_batch(run.info.run_id, tags=chunk)
+        self.set_tags(run.info.run_id, tags or {})
         self._log_params(run.info.run_id, params or {})
 
     def _log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
