@@ -25,7 +25,7 @@ def _rate(fn, n: int, repeats: int = 3) -> float:
 def main() -> None:
     from torchvision.transforms import v2
 
-    from sslsteal.augment import SimCLRAugment, to_float
+    from sslsteal.data.augment import SimCLRAugment, to_float
 
     torch.manual_seed(0)
     batch = torch.randint(0, 256, (256, 3, 32, 32), dtype=torch.uint8)

@@ -13,8 +13,8 @@ import argparse
 
 import torch
 
-from sslsteal import data
-from sslsteal.augment import SimCLRAugment, to_float
+from sslsteal.data import loaders
+from sslsteal.data.augment import SimCLRAugment, to_float
 from sslsteal.victim.checkpoint import load_victim
 from sslsteal.victim.defenses import build_defense, detection_rates
 
@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2000, help="images per stream")
     args = parser.parse_args()
     victim = load_victim(args.victim)
-    pool = data.load("cifar10:test", size=2 * args.images, seed=0).images
+    pool = loaders.load("cifar10:test", size=2 * args.images, seed=0).images
     legit = _outputs(victim, pool[: args.images])
     base = to_float(pool[args.images :])
     gen = torch.Generator().manual_seed(0)

@@ -33,7 +33,7 @@ def main() -> None:
     import numpy as np
     import ray
 
-    from sslsteal import data
+    from sslsteal.data import loaders
     from sslsteal.orchestration.ray_data import SharedSplit, share_datasets
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -51,9 +51,9 @@ def main() -> None:
     times: dict[str, list[float]] = {"in-process": [], "ray-data": []}
     for i in range(args.rounds):  # alternating, so neither variant alone pays this process's first imports
         fresh_cache(f"in-process-{i}")
-        in_process_s, puts = timed(lambda: {s: SharedSplit(s, ray.put(data.arrays(s)), "driver") for s in args.splits})
+        in_process_s, puts = timed(lambda: {s: SharedSplit(s, ray.put(loaders.arrays(s)), "driver") for s in args.splits})
         fresh_cache(f"ray-data-{i}")
-        assert not any(data.is_cached(s) for s in args.splits)
+        assert not any(loaders.is_cached(s) for s in args.splits)
         ray_data_s, shared = timed(lambda: share_datasets(args.splits))
         assert all(split.decoded_by == "ray-data" for split in shared.values()), "expected Parquet sources for every split"
         for spec, split in shared.items():
@@ -80,14 +80,14 @@ def bulk_embedding(split: str, actors: int) -> None:
     import numpy as np
     import torch
 
-    from sslsteal import data
-    from sslsteal.device import set_threads
-    from sslsteal.evaluate import extract_features
+    from sslsteal.core.device import set_threads
+    from sslsteal.data import loaders
+    from sslsteal.evaluation.probe import extract_features
     from sslsteal.models import build_encoder
     from sslsteal.orchestration.batch_inference import embed
     from sslsteal.specs.sweep import BulkInference
 
-    images = data.load(split).images
+    images = loaders.load(split).images
     torch.manual_seed(0)
     encoder = build_encoder("small_cnn").eval()
     set_threads(actors)  # the same CPUs as the pool

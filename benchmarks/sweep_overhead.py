@@ -56,9 +56,9 @@ def bare_loop(plan: Any, cpus: int, configs: list[dict[str, Any]] | None = None)
     an in-process victim service."""
     import torch
 
-    from sslsteal.device import select_device, set_threads
+    from sslsteal.core.device import select_device, set_threads
+    from sslsteal.pipeline.steal import legit_metrics, legit_queries, resolve_victim, steal_and_evaluate
     from sslsteal.specs.steal import StealSpec
-    from sslsteal.steal import legit_metrics, legit_queries, resolve_victim, steal_and_evaluate
     from sslsteal.victim.reference import get_references
     from sslsteal.victim.service import VictimService
 

@@ -16,7 +16,7 @@ class UsageError(Exception):
 
 
 def _victim_train(args: argparse.Namespace) -> int:
-    from sslsteal.baselines import victim_report
+    from sslsteal.evaluation.baselines import victim_report
     from sslsteal.specs import base as config
     from sslsteal.specs.victim import VictimSpec
     from sslsteal.victim.checkpoint import load_victim
@@ -38,9 +38,9 @@ def _victim_train(args: argparse.Namespace) -> int:
 
 
 def _steal(args: argparse.Namespace) -> int:
+    from sslsteal.pipeline.steal import format_table, run_steal
     from sslsteal.specs import base as config
     from sslsteal.specs.steal import StealSpec
-    from sslsteal.steal import format_table, run_steal
 
     spec = config.load(StealSpec, args.config, args.set)
     result = run_steal(spec, config_path=args.config, progress=not args.quiet)
@@ -52,7 +52,7 @@ def _steal(args: argparse.Namespace) -> int:
         record = {"config": spec.model_dump(mode="json"), "victim": result["victim"], "metrics": result["metrics"]}
         Path(args.output).write_text(json.dumps(record, indent=2))
     if args.save_encoder:
-        from sslsteal.suspect import save_stolen
+        from sslsteal.pipeline.suspect import save_stolen
 
         path = save_stolen(result["stolen"], args.save_encoder, victim=result["victim"], attack=spec.attack.model_dump(mode="json"))
         print(f"stolen encoder: {path}")
@@ -60,11 +60,11 @@ def _steal(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from sslsteal.device import select_device
-    from sslsteal.ownership import MIN_REFERENCES
+    from sslsteal.core.device import select_device
+    from sslsteal.evaluation.ownership import MIN_REFERENCES
+    from sslsteal.pipeline.steal import flat_ownership_metrics, ownership_results, resolve_victim
+    from sslsteal.pipeline.suspect import load_suspect, same_weights
     from sslsteal.specs.evaluate import OWNERSHIP_TESTS
-    from sslsteal.steal import flat_ownership_metrics, ownership_results, resolve_victim
-    from sslsteal.suspect import load_suspect, same_weights
     from sslsteal.victim.reference import get_references
 
     try:

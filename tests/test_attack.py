@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sslsteal import data
-from sslsteal.attack import BudgetedQuery, attacker_encoder, steal
-from sslsteal.augment import to_float
-from sslsteal.evaluate import fidelity
+from sslsteal.attacks import steal
+from sslsteal.attacks.query import BudgetedQuery
+from sslsteal.attacks.training import attacker_encoder
+from sslsteal.core.seeding import seeded
+from sslsteal.data import loaders
+from sslsteal.data.augment import to_float
+from sslsteal.evaluation.probe import fidelity
 from sslsteal.models import ProjectionHead, build_encoder
-from sslsteal.seeding import seeded
 from sslsteal.specs.attack import AttackSpec
 from sslsteal.specs.base import ConfigError, parse
 from sslsteal.specs.losses import LOSSES
@@ -36,7 +38,7 @@ def _query(victim: tuple[torch.nn.Module, torch.nn.Module], head: bool = False):
 
 
 def _images(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    chosen = data.load("synthetic:train").subset(n, seed=0)
+    chosen = loaders.load("synthetic:train").subset(n, seed=0)
     return chosen.images, chosen.labels
 
 
@@ -82,7 +84,7 @@ def _linear_agreement(encoder: torch.nn.Module, fit: torch.Tensor, held_out: tor
 
 def _held_out() -> torch.Tensor:
     """Images the attacks never query: the test split."""
-    return data.load("synthetic:test").subset(200, seed=1).images
+    return loaders.load("synthetic:test").subset(200, seed=1).images
 
 
 @pytest.mark.parametrize("method,strategy", CASES)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from sslsteal.augment import AUGMENTATIONS, SimCLRAugment, rotate, to_float, watermark_views
+from sslsteal.data.augment import AUGMENTATIONS, SimCLRAugment, rotate, to_float, watermark_views
 
 
 def _images(n: int = 16) -> torch.Tensor:

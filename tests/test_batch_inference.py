@@ -11,8 +11,8 @@ import ray
 import torch
 from ray import tune
 
-from sslsteal import data
-from sslsteal.evaluate import embed_in_bulk, extract_features
+from sslsteal.data import loaders
+from sslsteal.evaluation.probe import embed_in_bulk, extract_features
 from sslsteal.models import build_encoder
 from sslsteal.orchestration.batch_inference import bulk_needed, embed, trial_resources
 from sslsteal.specs.sweep import BulkInference, Resources
@@ -55,7 +55,7 @@ def test_bulk_is_on_only_when_a_split_reaches_the_threshold() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_ray_data_features_equal_the_in_process_ones(cifar_root: Path) -> None:
-    images = data.load("cifar10:test", root=cifar_root).images[:2500]
+    images = loaders.load("cifar10:test", root=cifar_root).images[:2500]
     encoder = _encoder(1)
     expected = extract_features(encoder, images)
     ray.init(num_cpus=2, include_dashboard=False)
@@ -73,7 +73,7 @@ def test_ray_data_features_equal_the_in_process_ones(cifar_root: Path) -> None:
 def test_a_trial_runs_its_pool_inside_the_bundles_it_reserved(cifar_root: Path, tmp_path: Path) -> None:
     """Two CPUs, one per bundle: the pool's actor can only start in the trial's own placement group."""
     bulk = BulkInference(min_images=1000, actors=1, batch_size=512)
-    images = data.load("cifar10:test", root=cifar_root).images[:1200]
+    images = loaders.load("cifar10:test", root=cifar_root).images[:1200]
     encoder = _encoder(2)
     expected = extract_features(encoder, images)
 

@@ -24,9 +24,9 @@ from scipy import stats
 
 from sslsteal.dashboards import cli
 from sslsteal.dashboards.fields import check_field
-from sslsteal.dashboards.records import RunRecord
 from sslsteal.dashboards.site import build_site
 from sslsteal.dashboards.spec import Dashboard, DefinitionError, Definitions, PaperValues, load_definitions
+from sslsteal.orchestration.records import RunRecord
 from sslsteal.orchestration.run_records import experiment_names, read_studies
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)

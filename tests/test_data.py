@@ -1,4 +1,4 @@
-"""Tests for sslsteal.data: spec parsing, the registry, ImageSet helpers, the on-disk cache and each
+"""Tests for sslsteal.data.loaders: spec parsing, the registry, ImageSet helpers, the on-disk cache and each
 source path (Parquet, torchvision files, Debian Fashion-MNIST, failed downloads) on tiny fake data."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from sslsteal import data
-from sslsteal.data import ImageSet, cache_dir, data_roots, load
+from sslsteal.data import loaders
+from sslsteal.data.loaders import ImageSet, cache_dir, data_roots, load
 from sslsteal.specs.datasets import DATASETS, DatasetInfo, DatasetUnavailableError, UnknownDatasetError, declare, parse_spec
 
 
@@ -217,13 +217,13 @@ def test_parquet_source_round_trips_and_is_cached(isolated: Path, monkeypatch: p
     first = load("cifar10")
     assert first.name == "cifar10:train" and first.num_classes == 10
     # rows come back in the fixed shuffled order, images still paired with their labels
-    order = np.random.default_rng(data.ORDER_SEED).permutation(12)
+    order = np.random.default_rng(loaders.ORDER_SEED).permutation(12)
     assert not np.array_equal(order, np.arange(12))
     assert np.array_equal(first.images.numpy(), images[order]) and first.labels.tolist() == labels[order].tolist()
     assert (cache_dir() / "datasets" / "cifar10-train.v2.images.npy").is_file()
 
     (root / "cifar10" / "train.parquet").unlink()
-    monkeypatch.setattr(data, "_decode_parquet", lambda *a: pytest.fail("cache was not used"))
+    monkeypatch.setattr(loaders, "_decode_parquet", lambda *a: pytest.fail("cache was not used"))
     second = load("cifar10")
     assert torch.equal(second.images, first.images) and torch.equal(second.labels, first.labels)
     assert not list((cache_dir() / "datasets").glob("*.tmp"))
@@ -243,10 +243,10 @@ def test_image_folder_loads_in_torchvision_order_then_the_fixed_order(isolated: 
     images, labels = random_images(30, (3, 32, 32)), np.arange(30) % 3
     _write_folder(root / "cifar10" / "test", images, labels, ["7", "2", "5"])  # numbered folders are the labels
     monkeypatch.setenv("SSLSTEAL_DATA", str(root))
-    assert data.encoded_source("cifar10:test") == ("images", root / "cifar10" / "test")
+    assert loaders.encoded_source("cifar10:test") == ("images", root / "cifar10" / "test")
     loaded = load("cifar10:test")
     listing = sorted(range(30), key=lambda i: (["7", "2", "5"][labels[i]], i))  # torchvision: class folders sorted, then files
-    served = np.array(listing)[data.fixed_order(30)]
+    served = np.array(listing)[loaders.fixed_order(30)]
     assert np.array_equal(loaded.images.numpy(), images[served])
     assert loaded.labels.tolist() == [[7, 2, 5][labels[i]] for i in served]
 
@@ -254,13 +254,13 @@ def test_image_folder_loads_in_torchvision_order_then_the_fixed_order(isolated: 
 def test_named_class_folders_are_numbered_in_sorted_order_and_bad_folders_are_named(isolated: Path) -> None:
     split = isolated / "folder"
     _write_folder(split, random_images(4, (3, 32, 32)), np.array([0, 1, 1, 0]), ["cat", "airplane"])
-    files, labels = data.image_folder(split, 10)
+    files, labels = loaders.image_folder(split, 10)
     assert [Path(f).parent.name for f in files] == ["airplane", "airplane", "cat", "cat"] and labels.tolist() == [0, 0, 1, 1]
     with pytest.raises(ValueError, match="do not fit the dataset's 1 classes"):
-        data.image_folder(split, 1)
+        loaders.image_folder(split, 1)
     (isolated / "empty").mkdir()
     with pytest.raises(ValueError, match="not an image folder with one subfolder per class"):
-        data.image_folder(isolated / "empty", 10)
+        loaders.image_folder(isolated / "empty", 10)
 
 
 def test_parquet_comes_before_an_image_folder_in_the_same_root(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -268,7 +268,7 @@ def test_parquet_comes_before_an_image_folder_in_the_same_root(isolated: Path, m
     write_parquet(root / "cifar10" / "test.parquet", random_images(5, (3, 32, 32)), np.zeros(5))
     _write_folder(root / "cifar10" / "test", random_images(3, (3, 32, 32)), np.zeros(3, dtype=np.int64), ["0"])
     monkeypatch.setenv("SSLSTEAL_DATA", str(root))
-    assert data.encoded_source("cifar10:test") == ("parquet", root / "cifar10" / "test.parquet")
+    assert loaders.encoded_source("cifar10:test") == ("parquet", root / "cifar10" / "test.parquet")
     assert len(load("cifar10:test")) == 5
 
 
@@ -315,7 +315,7 @@ def test_torchvision_folder_names_are_torchvisions_own() -> None:
     from torchvision.datasets import CIFAR10, CIFAR100, STL10, FashionMNIST
 
     expected = {"cifar10": CIFAR10.base_folder, "cifar100": CIFAR100.base_folder, "stl10": STL10.base_folder, "fashion_mnist": f"{FashionMNIST.__name__}/raw"}
-    assert expected == data.TORCHVISION_FOLDERS
+    assert expected == loaders.TORCHVISION_FOLDERS
 
 
 def test_corrupt_torchvision_folder_falls_back_to_parquet(isolated: Path) -> None:
@@ -325,13 +325,13 @@ def test_corrupt_torchvision_folder_falls_back_to_parquet(isolated: Path) -> Non
     write_parquet(root / "cifar10" / "test.parquet", images, np.array([4, 5, 6]))
     with pytest.warns(UserWarning, match="skipping .*cifar-10-batches-py"):
         loaded = load("cifar10:test", root=root)
-    order = np.random.default_rng(data.ORDER_SEED).permutation(3)
+    order = np.random.default_rng(loaders.ORDER_SEED).permutation(3)
     assert np.array_equal(loaded.images.numpy(), images[order]) and loaded.labels.tolist() == np.array([4, 5, 6])[order].tolist()
 
 
 @pytest.mark.parametrize("spec", ["cifar10:test", "cifar100:train", "svhn:test", "stl10:unlabeled", "fashion_mnist:train"])
 def test_unavailable_offline(spec: str, isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", isolated / "no-debian")
+    monkeypatch.setattr(loaders, "DEBIAN_FASHION_MNIST", isolated / "no-debian")
     with pytest.raises(DatasetUnavailableError, match="SSLSTEAL_OFFLINE") as info:
         load(spec, root=isolated / "empty")
     message = str(info.value)
@@ -371,7 +371,7 @@ def test_fashion_mnist_from_debian_files(isolated: Path, monkeypatch: pytest.Mon
     for prefix, images in [("train", train), ("t10k", test)]:
         write_idx(debian / f"{prefix}-images-idx3-ubyte.gz", images)
         write_idx(debian / f"{prefix}-labels-idx1-ubyte.gz", np.arange(len(images), dtype=np.uint8))
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", debian)
+    monkeypatch.setattr(loaders, "DEBIAN_FASHION_MNIST", debian)
 
     loaded = load("fashion_mnist:test")
     assert loaded.images.shape == (5, 1, 28, 28) and np.array_equal(loaded.images.numpy()[:, 0], test)
@@ -380,7 +380,9 @@ def test_fashion_mnist_from_debian_files(isolated: Path, monkeypatch: pytest.Mon
     assert np.array_equal(load("fashion_mnist").images.numpy()[:, 0], train)
 
 
-@pytest.mark.skipif(not data.DEBIAN_FASHION_MNIST.is_dir(), reason="Debian package dataset-fashion-mnist not installed (apt-get install dataset-fashion-mnist)")
+@pytest.mark.skipif(
+    not loaders.DEBIAN_FASHION_MNIST.is_dir(), reason="Debian package dataset-fashion-mnist not installed (apt-get install dataset-fashion-mnist)"
+)
 def test_real_fashion_mnist_test_split() -> None:
     loaded = load("fashion_mnist:test")
     assert loaded.images.shape == (10000, 1, 28, 28) and torch.bincount(loaded.labels).tolist() == [1000] * 10
@@ -413,19 +415,19 @@ def test_real_cifar10_test_from_shared_parquet() -> None:
 
 def test_provided_arrays_serve_load_without_the_disk_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """What a sweep trial does with the object store's read-only arrays: load() serves them, subsets copy them."""
-    from sslsteal import data
+    from sslsteal.data import loaders
 
     images = np.arange(4 * 3 * 32 * 32, dtype=np.uint8).reshape(4, 3, 32, 32) % 251
     labels = np.array([0, 1, 2, 3], dtype=np.int64)
     images.flags.writeable = False
-    monkeypatch.setattr(data, "_PROVIDED", {})
+    monkeypatch.setattr(loaders, "_PROVIDED", {})
     monkeypatch.setenv("SSLSTEAL_CACHE", str(tmp_path / "empty-cache"))
-    data.provide("synthetic:test", (images, labels))
-    whole = data.load("synthetic:test")
+    loaders.provide("synthetic:test", (images, labels))
+    whole = loaders.load("synthetic:test")
     assert len(whole) == 4 and torch.equal(whole.images, torch.from_numpy(images.copy()))
-    part = data.load("synthetic:test", size=2, seed=0)
+    part = loaders.load("synthetic:test", size=2, seed=0)
     assert len(part) == 2 and part.images.is_contiguous()
     assert not (tmp_path / "empty-cache").exists()  # nothing decoded or cached
-    assert data.load("synthetic:train").images.shape[0] == DATASETS["synthetic"].sizes["train"]  # others still load normally
-    arrays = data.arrays("synthetic:test")
+    assert loaders.load("synthetic:train").images.shape[0] == DATASETS["synthetic"].sizes["train"]  # others still load normally
+    arrays = loaders.arrays("synthetic:test")
     assert np.shares_memory(arrays[0], images)  # no copy on the way through

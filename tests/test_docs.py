@@ -46,12 +46,12 @@ def test_path_finder_sees_paths_and_skips_placeholders() -> None:
 
 @pytest.mark.parametrize("path", YAMLS, ids=lambda p: str(p.relative_to(REPO)))
 def test_every_sweeps_yaml_validates(path: Path) -> None:
+    from sslsteal.pipeline.steal import victim_source
     from sslsteal.specs.optimize import plan_optimize
     from sslsteal.specs.protocol import protocol_problems
     from sslsteal.specs.steal import StealSpec
     from sslsteal.specs.sweep import plan_sweep
     from sslsteal.specs.victim import VictimSpec
-    from sslsteal.steal import victim_source
 
     raw = read_yaml(path)
     if "optimize" in raw:

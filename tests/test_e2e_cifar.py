@@ -9,9 +9,9 @@ import yaml
 from conftest import REPO
 
 from sslsteal.cli import main
+from sslsteal.pipeline.steal import run_steal
 from sslsteal.specs.base import load
 from sslsteal.specs.steal import StealSpec
-from sslsteal.steal import run_steal
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,7 @@ def test_ownership_honest_encoders_pass_a_stolen_copy_is_flagged(cifar_root: Pat
     are flagged by no test, while a copy stolen through the API is flagged by the watermark test."""
     import json
 
-    from sslsteal.steal import resolve_victim
+    from sslsteal.pipeline.steal import resolve_victim
     from sslsteal.victim.reference import get_references, reference_spec
 
     victim_yaml = REPO / "sweeps" / "victims" / "tiny.yaml"
@@ -107,12 +107,12 @@ def test_ownership_honest_encoders_pass_a_stolen_copy_is_flagged(cifar_root: Pat
     assert stolen_m["ownership.dataset_inference.inconclusive"] == 1.0 and "victim itself" in reports["stolen"]["inconclusive"]["dataset_inference"]
 
     # the tests' public images: none in the victim's training set, none the attacker queried (its whole pool)
-    from sslsteal import data
+    from sslsteal.data import loaders
+    from sslsteal.pipeline.steal import evidence_images
     from sslsteal.specs.datasets import parse_ref
-    from sslsteal.steal import evidence_images
 
     private, public = evidence_images(victim.spec, 500, str(cifar_root), 0, parse_ref("cifar10:test[:9000]"))
-    trained = data.load(victim.spec.data, root=str(cifar_root), size=victim.spec.train_images, seed=victim.spec.seed)
+    trained = loaders.load(victim.spec.data, root=str(cifar_root), size=victim.spec.train_images, seed=victim.spec.seed)
     assert private.name == trained.name == "cifar10:train" and set(private.positions.tolist()) <= set(trained.positions.tolist())
     assert public.name == "cifar10:test" and len(public) == 500 and public.positions.min() >= 9000
 

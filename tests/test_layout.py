@@ -12,25 +12,24 @@ from pathlib import Path
 
 import pytest
 
-from sslsteal.registry import Registry
+from sslsteal.core.registry import Registry
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "sslsteal"
 SWEEPS = REPO / "sweeps"
-PURE_STAGES = (
-    "data.py",
-    "augment.py",
-    "models.py",
-    "losses",
-    "attack.py",
-    "evaluate.py",
-    "baselines.py",
-    "legit.py",
-    "watermark.py",
-    "ownership",
-    "steal.py",
-    "suspect.py",
-)
+PURE_STAGES = ("data", "models.py", "losses", "attacks", "evaluation", "pipeline")
+STAGES = (*PURE_STAGES, "victim")
+UTILITIES = ("core",)
+MAY_IMPORT = {
+    "core": set(UTILITIES),
+    "specs": {"core"},
+    **{stage.removesuffix(".py"): {"core", "specs", *(s.removesuffix(".py") for s in STAGES)} for stage in STAGES},
+    "orchestration": {"core", "specs", *(s.removesuffix(".py") for s in STAGES)},
+    "dashboards": {"core", "specs", "orchestration"},
+}
+"""The direction of the package's own imports, by top-level unit (a subpackage or a module of `sslsteal/`): utilities
+import nothing above them, specs no stage (not even for typing), stages neither orchestration nor dashboards,
+orchestration not the dashboards; `cli.py` may import anything."""
 
 
 def imports_of(path: Path) -> set[str]:
@@ -43,6 +42,49 @@ def imports_of(path: Path) -> set[str]:
             found.add(node.module)
             found.update(f"{node.module}.{alias.name}" for alias in node.names)
     return found
+
+
+def own_imports(path: Path) -> set[str]:
+    """The top-level units of `sslsteal` a file imports (`sslsteal.data.loaders` -> `data`), typing-only imports included."""
+    units = set()
+    for name in imports_of(path):
+        parts = name.split(".")
+        if parts[0] == "sslsteal" and len(parts) > 1:
+            units.add(parts[1])
+    return units
+
+
+def unit_of(path: Path) -> str:
+    rel = path.relative_to(PACKAGE)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def unit_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        unit = unit_of(path)
+        graph.setdefault(unit, set()).update(own_imports(path) - {unit})
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of `graph` as a path that returns to its start, or None."""
+    state: dict[str, str] = {}
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = "open"
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                return [*path[path.index(nxt) :], nxt] if nxt in path else [*path, nxt]
+            if nxt not in state and (found := visit(nxt, [*path, nxt])):
+                return found
+        state[node] = "done"
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node, [node])):
+            return found
+    return None
 
 
 def modules(*parts: str) -> list[Path]:
@@ -69,6 +111,34 @@ def test_import_walk_finds_imports_at_any_depth(tmp_path: Path) -> None:
     assert under("ray.tune.search", ("ray.tune",)) and not under("rayleigh", ("ray",))
 
 
+def test_cycle_finder_and_unit_walk(tmp_path: Path) -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+    sample = tmp_path / "sample.py"
+    sample.write_text("from sslsteal.data.loaders import load\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import sslsteal.victim.service\n")
+    assert own_imports(sample) == {"data", "victim"}
+
+
+def test_own_imports_go_one_way() -> None:
+    """Stages never import orchestration or dashboards, orchestration never the dashboards, specs no stage."""
+    graph = unit_graph()
+    assert set(MAY_IMPORT) | {"cli", "__init__"} >= set(graph), f"units without a rule: {set(graph) - set(MAY_IMPORT)}"
+    wrong = {unit: sorted(targets - MAY_IMPORT[unit]) for unit, targets in graph.items() if unit in MAY_IMPORT and targets - MAY_IMPORT[unit]}
+    assert not wrong
+    assert {"orchestration", "dashboards", "specs"} <= graph["cli"]  # the walk sees the package's own imports
+
+
+def test_no_cycle_between_units() -> None:
+    assert find_cycle(unit_graph()) is None
+
+
+def test_every_package_says_its_job() -> None:
+    packages = [p for p in PACKAGE.rglob("__init__.py")]
+    assert len(packages) >= 10
+    undocumented = [str(p.relative_to(REPO)) for p in packages if ast.get_docstring(ast.parse(p.read_text())) is None]
+    assert not undocumented
+
+
 def test_tune_train_and_mlflow_only_in_orchestration() -> None:
     offenders = {
         str(path.relative_to(REPO)): sorted(name for name in imports_of(path) if under(name, ("ray.tune", "ray.train", "mlflow")))
@@ -80,7 +150,7 @@ def test_tune_train_and_mlflow_only_in_orchestration() -> None:
 
 
 def test_pure_stages_and_specs_never_import_ray() -> None:
-    checked = modules(*PURE_STAGES, "specs", "victim")
+    checked = modules(*STAGES, *UTILITIES, "specs")
     assert len(checked) > 30
     offenders = {str(p.relative_to(REPO)): sorted(n for n in imports_of(p) if under(n, ("ray",))) for p in checked}
     assert not {k: v for k, v in offenders.items() if v}
@@ -126,19 +196,21 @@ def test_validate_never_imports_torch_on_any_sweeps_file(tmp_path: Path) -> None
 
 
 def test_every_declared_component_has_its_implementation() -> None:
-    import sslsteal.data
+    import sslsteal.attacks
+    import sslsteal.data.loaders
+    import sslsteal.evaluation.ownership
     import sslsteal.losses
     import sslsteal.models
-    import sslsteal.ownership
     import sslsteal.victim.defenses  # noqa: F401  (attach the implementations)
+    from sslsteal.specs.attack import METHODS
     from sslsteal.specs.datasets import DATASETS
     from sslsteal.specs.defenses import DEFENSES
     from sslsteal.specs.encoders import ENCODERS
     from sslsteal.specs.evaluate import OWNERSHIP_TESTS
     from sslsteal.specs.losses import LOSSES
 
-    for registry in (DATASETS, DEFENSES, ENCODERS, LOSSES, OWNERSHIP_TESTS):
-        assert len(registry) >= 4
+    for registry in (DATASETS, DEFENSES, ENCODERS, LOSSES, OWNERSHIP_TESTS, METHODS):
+        assert len(registry) >= 3
         for name in registry:
             assert registry.implementation(name) is not None, (registry.kind, name)
 

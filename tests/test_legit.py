@@ -6,8 +6,8 @@ import pytest
 import torch
 from conftest import tiny_victim_spec
 
-from sslsteal.evaluate import probe_data
-from sslsteal.legit import legit_accuracy
+from sslsteal.evaluation.legit import legit_accuracy
+from sslsteal.evaluation.probe import probe_data
 from sslsteal.specs.victim import VictimSpec
 from sslsteal.victim.errors import QueryBudgetExceeded
 from sslsteal.victim.service import VictimService

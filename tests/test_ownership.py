@@ -12,10 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sslsteal import data
-from sslsteal.augment import to_float, watermark_views
+from sslsteal.data import loaders
+from sslsteal.data.augment import to_float, watermark_views
+from sslsteal.evaluation.ownership import MIN_REFERENCES, Evidence, OwnershipResult, OwnershipTest, Score, prediction_t, run_test, run_tests
 from sslsteal.models import Encoder, build_encoder
-from sslsteal.ownership import MIN_REFERENCES, Evidence, OwnershipResult, OwnershipTest, Score, prediction_t, run_test, run_tests
 from sslsteal.specs.evaluate import OWNERSHIP_TESTS
 from sslsteal.specs.victim import VictimSpec
 from sslsteal.victim.checkpoint import Victim, build_victim
@@ -58,7 +58,7 @@ def victim() -> Victim:
 @pytest.fixture(scope="module")
 def synthetic() -> torch.Tensor:
     """500 generated uint8 images (stripes + colour + noise), available everywhere."""
-    return data.load("synthetic:test").images
+    return loaders.load("synthetic:test").images
 
 
 def evidence(victim: Victim, suspect: object, references: list[object], private: torch.Tensor, public: torch.Tensor | None = None) -> Evidence:
@@ -202,7 +202,7 @@ def watermarked(cifar_root: Path) -> tuple[Victim, torch.Tensor]:
     """
     torch.set_num_threads(1)
     victim = build_victim(VictimSpec(name="wm", encoder="small_cnn", watermark={"weight": 1.0})).eval()
-    images = data.load("cifar10:test", root=cifar_root, size=300).images
+    images = loaders.load("cifar10:test", root=cifar_root, size=300).images
     gen = torch.Generator().manual_seed(100)  # other rotations than the tests' (seed 0)
     with torch.no_grad():
         batches = [watermark_views(to_float(images), gen) for _ in range(3)]
@@ -229,7 +229,7 @@ def score(name: str, ev: Evidence, encoder: object) -> Score:
 def test_watermark_score_is_the_success_rate_with_an_exact_binomial_p(watermarked: tuple[Victim, torch.Tensor]) -> None:
     from scipy import stats
 
-    from sslsteal.watermark import watermark_correct
+    from sslsteal.evaluation.watermark import watermark_correct
 
     victim, images = watermarked
     assert victim.predictor is not None

@@ -10,20 +10,23 @@ import pytest
 import torch
 from conftest import tiny_victim_spec
 
-from sslsteal import attack, data
-from sslsteal.attack import attacker_encoder
-from sslsteal.baselines import random_encoder
-from sslsteal.data import ImageSet
-from sslsteal.seeding import derive_seed
+from sslsteal import attacks
+from sslsteal.attacks import matching
+from sslsteal.attacks.training import attacker_encoder
+from sslsteal.core.seeding import derive_seed
+from sslsteal.data import loaders
+from sslsteal.data.loaders import ImageSet
+from sslsteal.evaluation.baselines import random_encoder
+from sslsteal.evaluation.protocol import ProtocolError, check_disjoint
+from sslsteal.pipeline.steal import query_images, steal_and_evaluate
 from sslsteal.specs import protocol
 from sslsteal.specs.attack import AttackSpec
 from sslsteal.specs.base import ConfigError, parse
 from sslsteal.specs.datasets import parse_ref
 from sslsteal.specs.evaluate import EvaluateSpec
-from sslsteal.specs.protocol import ProtocolError, check_disjoint, protocol_problems
+from sslsteal.specs.protocol import protocol_problems
 from sslsteal.specs.steal import StealSpec
 from sslsteal.specs.victim import VictimSpec
-from sslsteal.steal import query_images, steal_and_evaluate
 from sslsteal.victim.checkpoint import build_victim
 
 
@@ -48,7 +51,7 @@ def test_stolen_init_differs_from_the_victims_and_the_floor_from_both(seed: int)
 def test_attacker_query_subset_is_not_the_victims_training_subset() -> None:
     """Same seed, same split: the victim's training draw and the attacker's query draw come from different streams."""
     spec = VictimSpec.model_validate(tiny_victim_spec(train_images=256, seed=0))
-    trained = data.load(spec.data, size=spec.train_images, seed=spec.seed)
+    trained = loaders.load(spec.data, size=spec.train_images, seed=spec.seed)
     queried = query_images(AttackSpec(queries=256, query_data="synthetic:train", seed=0))
     shared = np.intersect1d(trained.positions.numpy(), queried.positions.numpy())
     assert len(shared) < 0.5 * 256  # independent draws of 256 of 2000 share about 33; the same stream would share all 256
@@ -63,20 +66,20 @@ def test_slices_and_positions() -> None:
     for bad, message in [("cifar10:test[5:5]", "empty or out of range"), ("cifar10:test[:20000]", "out of range"), ("cifar10:test[a:]", "malformed")]:
         with pytest.raises(ValueError, match=message):
             parse_ref(bad)
-    part = data.load("synthetic:test[100:300]", size=50, seed=3)
+    part = loaders.load("synthetic:test[100:300]", size=50, seed=3)
     assert len(part) == 50 and bool(((part.positions >= 100) & (part.positions < 300)).all())
-    whole = data.load("synthetic:test")
+    whole = loaders.load("synthetic:test")
     assert torch.equal(part.images, whole.images[part.positions])
     rest = whole.without(parse_ref("synthetic:test[100:300]"))
     assert len(rest) == 300 and not bool(((rest.positions >= 100) & (rest.positions < 300)).any())
 
 
 def test_check_disjoint_raises_on_any_shared_image() -> None:
-    whole = data.load("synthetic:test")
+    whole = loaders.load("synthetic:test")
     check_disjoint("probe", whole.take(slice(0, 10)), whole.take(slice(10, 20)))
     with pytest.raises(ProtocolError, match="1 of its 10 synthetic:test images"):
         check_disjoint("probe", whole.take(slice(0, 10)), whole.take(slice(9, 20)))
-    other = data.load("synthetic:train")
+    other = loaders.load("synthetic:train")
     check_disjoint("probe", whole, other)  # another split shares nothing
     with pytest.raises(ProtocolError, match="ownership public images: 2 of its 10 synthetic:test images were in the victim's training set"):
         check_disjoint("ownership public images", whole.take(slice(0, 10)), whole.take(slice(8, 12)), against="in the victim's training set")
@@ -153,18 +156,18 @@ def test_overlap_fails_loudly_when_evaluation_would_score_queried_images(monkeyp
 
 def test_steal_uses_the_attackers_own_init(monkeypatch: pytest.MonkeyPatch) -> None:
     built: list[torch.nn.Module] = []
-    real = attack.attacker_encoder
+    real = matching.attacker_encoder
 
     def record(spec: AttackSpec, name: str) -> torch.nn.Module:
         encoder = real(spec, name)
         built.append(copy.deepcopy(encoder))
         return encoder
 
-    monkeypatch.setattr(attack, "attacker_encoder", record)
+    monkeypatch.setattr(matching, "attacker_encoder", record)
     victim = build_victim(VictimSpec.model_validate(tiny_victim_spec())).eval()
     spec = AttackSpec(loss="mse", queries=64, query_data="synthetic:train", epochs=1, batch_size=32)
     images = query_images(spec)
-    attack.steal(spec, lambda x: victim.embed(x), images.images, images.labels, encoder_name="small_cnn")
+    attacks.steal(spec, lambda x: victim.embed(x), images.images, images.labels, encoder_name="small_cnn")
     assert len(built) == 1 and not _same(built[0], victim.encoder)
 
 
@@ -183,7 +186,7 @@ def test_a_run_config_with_an_overlapping_pool_exits_2(tmp_path: Path, capsys: p
 
 
 def test_the_pruning_monitor_never_holds_pool_images() -> None:
-    from sslsteal.evaluate import holdout_task
+    from sslsteal.evaluation.probe import holdout_task
 
     pool = parse_ref("synthetic:train[:1500]")
     task = holdout_task("synthetic", 300, 150, pool=pool)
@@ -200,8 +203,8 @@ def test_the_reference_encoder_is_independent_of_the_victim() -> None:
     reference = reference_spec(victim)
     assert reference.seed != victim.seed and reference.watermark is None
     assert not _same(build_victim(reference).encoder, build_victim(victim).encoder)
-    mine = data.load(victim.data, size=victim.train_images, seed=victim.seed).positions.numpy()
-    theirs = data.load(reference.data, size=reference.train_images, seed=reference.seed).positions.numpy()
+    mine = loaders.load(victim.data, size=victim.train_images, seed=victim.seed).positions.numpy()
+    theirs = loaders.load(reference.data, size=reference.train_images, seed=reference.seed).positions.numpy()
     assert len(np.intersect1d(mine, theirs)) < 0.5 * 256
 
 

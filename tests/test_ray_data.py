@@ -13,7 +13,7 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from sslsteal import data
+from sslsteal.data import loaders
 from sslsteal.orchestration.ray_data import SharedSplit, read_parquet_files, share_datasets
 
 pytestmark = pytest.mark.slow
@@ -35,9 +35,9 @@ def private_root(cifar_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def _in_process(root: Path, monkeypatch: pytest.MonkeyPatch, cache: Path, spec: str = "cifar10:test") -> tuple[np.ndarray, np.ndarray]:
-    """What `sslsteal.data` serves for `spec`, decoded in this process into a cache of its own."""
+    """What `sslsteal.data.loaders` serves for `spec`, decoded in this process into a cache of its own."""
     monkeypatch.setenv("SSLSTEAL_CACHE", str(cache))
-    return data.arrays(spec, root=root)
+    return loaders.arrays(spec, root=root)
 
 
 def test_parquet_splits_through_ray_data_equal_the_in_process_loads(private_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -45,13 +45,13 @@ def test_parquet_splits_through_ray_data_equal_the_in_process_loads(private_root
     splits = ["cifar10:test", "cifar10:train"]
     ray.init(num_cpus=2, include_dashboard=False)
     try:
-        assert not any(data.is_cached(spec) for spec in splits)
+        assert not any(loaders.is_cached(spec) for spec in splits)
         decoded = read_parquet_files([private_root / "cifar10" / "test.parquet"], (3, 32, 32)).materialize()
         assert decoded.num_blocks() > 1  # decoded in several tasks, not one
         shared = share_datasets(splits, str(private_root))
         assert {split.decoded_by for split in shared.values()} == {"ray-data"}
         served = {spec: ray.get(split.arrays) for spec, split in shared.items()}
-        assert all(data.is_cached(spec) for spec in splits)  # written on the driver from the decoded rows: the next sweep reads it
+        assert all(loaders.is_cached(spec) for spec in splits)  # written on the driver from the decoded rows: the next sweep reads it
         again = share_datasets(splits, str(private_root))
         assert {split.decoded_by for split in again.values()} == {"driver"}
         np.testing.assert_array_equal(ray.get(again["cifar10:test"].arrays)[0], served["cifar10:test"][0])
@@ -75,8 +75,8 @@ def test_splits_that_are_not_parquet_are_shared_whole(tmp_path: Path, monkeypatc
         images, labels = ray.get(shared.arrays)
     finally:
         ray.shutdown()
-    np.testing.assert_array_equal(images, data.arrays("synthetic:test")[0])
-    np.testing.assert_array_equal(labels, data.arrays("synthetic:test")[1])
+    np.testing.assert_array_equal(images, loaders.arrays("synthetic:test")[0])
+    np.testing.assert_array_equal(labels, loaders.arrays("synthetic:test")[1])
 
 
 def _image_folder(root: Path, images: np.ndarray, labels: np.ndarray) -> None:
@@ -98,13 +98,13 @@ def test_a_worker_node_gets_splits_only_the_head_had_on_disk(cifar_root: Path, t
     root = tmp_path / "data"
     (root / "cifar10").mkdir(parents=True)
     pq.write_table(pq.read_table(cifar_root / "cifar10" / "train.parquet").slice(0, 2000), root / "cifar10" / "train.parquet")
-    images, labels = data.arrays("cifar10:test", root=cifar_root)
+    images, labels = loaders.arrays("cifar10:test", root=cifar_root)
     _image_folder(root / "cifar10" / "test", images[:500], labels[:500])
     monkeypatch.delenv("SSLSTEAL_DATA", raising=False)
     expected = {}
     for spec in ("cifar10:train", "cifar10:test"):
         monkeypatch.setenv("SSLSTEAL_CACHE", str(tmp_path / "other-cache"))
-        expected[spec] = data.arrays(spec, root=root)
+        expected[spec] = loaders.arrays(spec, root=root)
     monkeypatch.setenv("SSLSTEAL_CACHE", str(tmp_path / "cache"))
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     cluster.add_node(num_cpus=1, resources={"far": 1})
@@ -135,7 +135,7 @@ def test_a_worker_node_gets_splits_only_the_head_had_on_disk(cifar_root: Path, t
 
 def test_an_image_folder_through_read_images_equals_the_in_process_load(cifar_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """2,000 real CIFAR-10 test images as PNGs under class-named folders."""
-    images, labels = data.arrays("cifar10:test", root=cifar_root)
+    images, labels = loaders.arrays("cifar10:test", root=cifar_root)
     root = tmp_path / "data"
     _image_folder(root / "cifar10" / "test", images[:2000], labels[:2000])
     monkeypatch.delenv("SSLSTEAL_DATA", raising=False)

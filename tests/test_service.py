@@ -174,9 +174,9 @@ def test_defense_history_never_crosses_accounts(ray_local, checkpoint: str) -> N
     handle = create_service(checkpoint, spec, name="isolation")
     for acc in ("a", "b"):
         ray.get(handle.open_account.remote(acc))
-    from sslsteal import data
+    from sslsteal.data import loaders
 
-    x = data.load("synthetic:test").images[:8].numpy()  # distinct images (noise images look alike to a CNN)
+    x = loaders.load("synthetic:test").images[:8].numpy()  # distinct images (noise images look alike to a CNN)
     first = ray.get(handle.embed.remote(x, "a"))
     repeat = ray.get(handle.embed.remote(x, "a"))
     other = ray.get(handle.embed.remote(x, "b"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sslsteal.orchestration.summary import ConfigSummary, group_by_config, summary_table
-from sslsteal.steal import verdict_text
+from sslsteal.pipeline.steal import verdict_text
 
 
 def decided(p: float) -> dict[str, float]:

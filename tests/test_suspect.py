@@ -7,9 +7,9 @@ import copy
 import torch
 from torch import nn
 
-from sslsteal.attack import StolenModel
+from sslsteal.attacks import StolenModel
 from sslsteal.models import build_encoder
-from sslsteal.suspect import load_suspect, same_weights, save_stolen
+from sslsteal.pipeline.suspect import load_suspect, same_weights, save_stolen
 
 
 def test_saved_stolen_encoder_loads_with_its_weights_and_adapter(tmp_path):

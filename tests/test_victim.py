@@ -8,12 +8,12 @@ import pytest
 import torch
 from conftest import REPO, tiny_victim_spec
 
+from sslsteal.evaluation.watermark import watermark_accuracy
 from sslsteal.specs.base import ConfigError, load, parse
 from sslsteal.specs.victim import VictimSpec
 from sslsteal.victim import train as victim_train
 from sslsteal.victim.checkpoint import checkpoint_hash, load_victim, save_victim
 from sslsteal.victim.train import get_or_train, nt_xent, train_victim
-from sslsteal.watermark import watermark_accuracy
 
 
 def test_hash_ignores_data_root_and_evaluation_but_not_recipe() -> None:
@@ -51,9 +51,9 @@ def test_watermarked_victim_trains_and_its_watermark_is_detectable(cifar_root: P
     victim = train_victim(spec, progress=False)
     assert len(victim.history) == 4 and all(torch.isfinite(torch.tensor(h["loss"])) for h in victim.history)
     assert victim.history[-1]["loss"] < victim.history[0]["loss"]
-    from sslsteal import data
+    from sslsteal.data import loaders
 
-    images = data.load("cifar10:test", root=cifar_root, size=512).images
+    images = loaders.load("cifar10:test", root=cifar_root, size=512).images
     own = watermark_accuracy(victim.encoder.eval(), victim.predictor, images)
     torch.manual_seed(123)
     from sslsteal.models import build_encoder

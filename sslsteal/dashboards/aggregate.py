@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from scipy import stats
 
 from sslsteal.dashboards.fields import as_number, same_value, value
-from sslsteal.dashboards.records import RunRecord
+from sslsteal.orchestration.records import RunRecord
 
 SEED = "attack.seed"
 CONFIG_SECTIONS = ("attack.", "evaluate.", "defense.")

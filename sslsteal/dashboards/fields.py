@@ -12,7 +12,7 @@ import math
 import re
 from functools import cache
 
-from sslsteal.dashboards.records import RunRecord
+from sslsteal.orchestration.records import RunRecord
 from sslsteal.specs.datasets import DATASETS
 from sslsteal.specs.evaluate import OWNERSHIP_TESTS
 

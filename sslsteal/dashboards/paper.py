@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sslsteal.dashboards.fields import same_value, value
-from sslsteal.dashboards.records import RunRecord
 from sslsteal.dashboards.spec import PaperTable
+from sslsteal.orchestration.records import RunRecord
 
 
 @dataclass(frozen=True)

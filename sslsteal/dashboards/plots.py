@@ -9,10 +9,10 @@ from html import escape
 from sslsteal.dashboards.aggregate import Estimate, confounders, group, mean_interval, numbers
 from sslsteal.dashboards.fields import as_number, default_format, value
 from sslsteal.dashboards.paper import lookup
-from sslsteal.dashboards.records import RunRecord, StudyRecord
 from sslsteal.dashboards.render import Context, attrs, estimate_cell, estimate_text, note, table
 from sslsteal.dashboards.spec import LinePanel, ScatterPanel, Series
 from sslsteal.dashboards.svg import Axes, Curve, Point, plot
+from sslsteal.orchestration.records import RunRecord, StudyRecord
 
 
 def _curve_name(series: str | None, spec: Series, several: bool) -> str:

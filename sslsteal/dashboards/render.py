@@ -15,8 +15,8 @@ from html import escape
 from sslsteal.dashboards.aggregate import Estimate, Group, group, label, mean_interval, numbers
 from sslsteal.dashboards.fields import DATASET, default_format, expand, is_numeric, value
 from sslsteal.dashboards.paper import PaperValue, lookup
-from sslsteal.dashboards.records import RunRecord, StudyRecord
 from sslsteal.dashboards.spec import PaperTable, TablePanel
+from sslsteal.orchestration.records import RunRecord, StudyRecord
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from sslsteal.dashboards.aggregate import Progress, progress, select
 from sslsteal.dashboards.plots import line_panel, scatter_panel, studies_plot
-from sslsteal.dashboards.records import RunRecord, StudyRecord
 from sslsteal.dashboards.render import Context, importances_table, note, studies_table, table, table_panel
 from sslsteal.dashboards.spec import Dashboard, Definitions, LinePanel, PaperTable, ScatterPanel, StudiesPanel, TablePanel
+from sslsteal.orchestration.records import RunRecord, StudyRecord
 
 CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1100px; padding: 0 16px; color: #222; }

@@ -23,7 +23,7 @@ class EmbedBatches:
     def __init__(self, name: str, refs: list[Any], cpus: float) -> None:
         import ray
 
-        from sslsteal.device import select_device, set_threads
+        from sslsteal.core.device import select_device, set_threads
         from sslsteal.models import build_encoder
 
         set_threads(cpus)
@@ -36,7 +36,7 @@ class EmbedBatches:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import ray
 
-        from sslsteal.evaluate import extract_features
+        from sslsteal.evaluation.probe import extract_features
 
         [start], [stop] = batch["start"], batch["stop"]  # one chunk of rows per batch
         images = torch.from_numpy(self.images[start:stop].copy())  # torch wants writable memory

@@ -66,15 +66,15 @@ class Driver:
         it loses no account."""
         import ray
 
-        from sslsteal.baselines import baselines, victim_report
+        from sslsteal.evaluation.baselines import baselines, victim_report
         from sslsteal.orchestration.actor import create_service
         from sslsteal.orchestration.batch_inference import bulk_needed
         from sslsteal.orchestration.ray_data import share_datasets
         from sslsteal.orchestration.tracking import Tracker, flatten
+        from sslsteal.pipeline.steal import victim_source
         from sslsteal.specs.base import ConfigError
         from sslsteal.specs.datasets import parse_ref
         from sslsteal.specs.victim import ServiceSpec
-        from sslsteal.steal import victim_source
         from sslsteal.victim.checkpoint import load_victim
         from sslsteal.victim.reference import find_references
 

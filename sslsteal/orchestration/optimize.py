@@ -47,8 +47,8 @@ def run_optimize(
     from ray import tune
 
     from sslsteal.orchestration.driver import Driver
+    from sslsteal.orchestration.records import PARENT_RUN_ID
     from sslsteal.orchestration.sweep import close_trial_runs
-    from sslsteal.orchestration.tracking import PARENT_RUN_ID
 
     if not progress:
         optuna.logging.set_verbosity(optuna.logging.WARNING)

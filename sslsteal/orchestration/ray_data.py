@@ -4,10 +4,10 @@ Parquet splits (`<root>/<name>/<split>.parquet`: encoded images and labels) are 
 all of one dataset's files in one execution, and decoded by `map_batches` tasks across the cluster's CPUs; an image
 folder (`<root>/<name>/<split>/<class>/<file>`) is read with `ray.data.read_images`, its files listed and labelled
 on the driver. Read tasks are pinned to the driver's node (the node that has the files, so a copy only the head node
-holds reaches trials on every node). The driver gathers the decoded rows into the arrays `sslsteal.data.load`
+holds reaches trials on every node). The driver gathers the decoded rows into the arrays `sslsteal.data.loaders.load`
 serves (the same fixed row order as an in-process load), writes its decoded-array cache and puts them in the object
 store once, where every trial on every node reads them without copying. Splits from other sources (torchvision
-files, the decoded-array cache, generated data) are loaded by `sslsteal.data` on the driver and put the same way.
+files, the decoded-array cache, generated data) are loaded by `sslsteal.data.loaders` on the driver and put the same way.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ DECODE_BATCH = 2048
 
 @dataclass(frozen=True)
 class SharedSplit:
-    """One split in the object store: `arrays` is the ref of (images, labels) as `sslsteal.data.arrays` returns them;
+    """One split in the object store: `arrays` is the ref of (images, labels) as `sslsteal.data.loaders.arrays` returns them;
     `decoded_by` says who made them ("ray-data" on a cold read, else "driver": cache, torchvision, generated)."""
 
     spec: str
@@ -36,7 +36,7 @@ def _decode(batch: dict[str, Any], shape: tuple[int, int, int], parts: dict[str,
     `parts` of the file each row came from."""
     import numpy as np
 
-    from sslsteal.image_files import decode_images  # no torch: decode workers start quickly
+    from sslsteal.data.image_files import decode_images  # no torch: decode workers start quickly
 
     paths = list(dict.fromkeys(batch["path"]))
     part = np.array([parts[str(path)] for path in batch["path"]], dtype=np.int64)
@@ -93,10 +93,10 @@ def read_parquet_files(paths: list[Path], shape: tuple[int, int, int]) -> Any:
 
 def read_image_folder(path: Path, num_classes: int, shape: tuple[int, int, int]) -> Any:
     """An image folder as a Ray Data dataset of decoded rows: image, label, and `row`, each file's position in the
-    driver's listing (`sslsteal.data.image_folder`)."""
+    driver's listing (`sslsteal.data.loaders.image_folder`)."""
     import ray
 
-    from sslsteal.data import image_folder
+    from sslsteal.data.loaders import image_folder
 
     files, labels = image_folder(path, num_classes)
     rows = {file: row for row, file in enumerate(files)}
@@ -115,11 +115,11 @@ def _gather(dataset: Any) -> dict[str, Any]:
 
 
 def decode_splits(specs: list[str], root: str | None = None) -> dict[str, tuple[Any, Any]]:
-    """The arrays `sslsteal.data.arrays` would give for each split whose source is Parquet or an image folder,
+    """The arrays `sslsteal.data.loaders.arrays` would give for each split whose source is Parquet or an image folder,
     decoded by Ray Data: one execution per dataset's Parquet files, one per image folder. Other splits are left out."""
     import numpy as np
 
-    from sslsteal.data import encoded_source, finish_arrays
+    from sslsteal.data.loaders import encoded_source, finish_arrays
     from sslsteal.specs.datasets import DATASETS, parse_spec
 
     parquet: dict[str, list[tuple[str, Path]]] = {}
@@ -145,28 +145,28 @@ def decode_splits(specs: list[str], root: str | None = None) -> dict[str, tuple[
 
 def share_datasets(splits: list[str], root: str | None = None) -> dict[str, SharedSplit]:
     """Every split in the object store, each read and decoded once: Parquet and image folders through Ray Data (then
-    written to the driver's decoded-array cache), cached or other splits by `sslsteal.data` on the driver."""
+    written to the driver's decoded-array cache), cached or other splits by `sslsteal.data.loaders` on the driver."""
     import ray
 
-    from sslsteal import data
+    from sslsteal.data import loaders
 
-    decoded = decode_splits([spec for spec in splits if not data.is_cached(spec)], root)
+    decoded = decode_splits([spec for spec in splits if not loaders.is_cached(spec)], root)
     shared = {}
     for spec in splits:
         if spec in decoded:
-            data.store(spec, decoded[spec])  # the next sweep on this machine reads the cache instead
+            loaders.store(spec, decoded[spec])  # the next sweep on this machine reads the cache instead
             shared[spec] = SharedSplit(spec, ray.put(decoded[spec]), "ray-data")
         else:
-            shared[spec] = SharedSplit(spec, ray.put(data.arrays(spec, root=root)), "driver")
+            shared[spec] = SharedSplit(spec, ray.put(loaders.arrays(spec, root=root)), "driver")
     return shared
 
 
 def install_datasets(shared: dict[str, SharedSplit]) -> None:
-    """In a trial: serve `sslsteal.data.load` for the shared splits (read from the object store without a copy)."""
+    """In a trial: serve `sslsteal.data.loaders.load` for the shared splits (read from the object store without a copy)."""
     import ray
 
-    from sslsteal import data
+    from sslsteal.data import loaders
 
     for spec, split in shared.items():
-        if not data.is_provided(spec):
-            data.provide(spec, ray.get(split.arrays))
+        if not loaders.is_provided(spec):
+            loaders.provide(spec, ray.get(split.arrays))

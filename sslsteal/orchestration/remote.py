@@ -21,7 +21,7 @@ def largest_node_cpus() -> float:
 
 def _train(spec: dict[str, Any], cpus: float) -> bytes:
     """Ray task body: train the encoder on whatever device Ray assigned and return its checkpoint bytes."""
-    from sslsteal.device import select_device, set_threads
+    from sslsteal.core.device import select_device, set_threads
     from sslsteal.victim.checkpoint import victim_bytes
     from sslsteal.victim.train import train_victim
 

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, cast
 
-from sslsteal.dashboards.records import BestTrial, RunRecord, StudyRecord
+from sslsteal.orchestration.records import BestTrial, RunRecord, StudyRecord
 from sslsteal.orchestration.report import importances
 
 LOSS_PARAM = "attack/loss"

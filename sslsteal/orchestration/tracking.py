@@ -16,6 +16,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sslsteal.orchestration.records import KIND, PARENT_KEY, PARENT_RUN_ID, SWEEP, TRIAL_KEY, VICTIM_KEY
+
 if TYPE_CHECKING:
     from mlflow.entities import Run
     from mlflow.tracking import MlflowClient
@@ -23,9 +25,6 @@ if TYPE_CHECKING:
 DEFAULT_URI_ENV = "SSLSTEAL_TRACKING_URI"
 MAX_PARAM_VALUE_LENGTH = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH in mlflow 3.17 (checked by the tests)
 TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
-
-KIND, SWEEP, TRIAL_KEY, PARENT_KEY, VICTIM_KEY = "sslsteal.kind", "sslsteal.sweep", "sslsteal.trial_key", "sslsteal.parent_key", "sslsteal.victim_key"
-PARENT_RUN_ID, RUN_NAME = "mlflow.parentRunId", "mlflow.runName"
 
 
 def default_tracking_uri() -> str:

@@ -84,16 +84,16 @@ def trial(config: dict[str, Any], context: SweepContext) -> None:
     import ray
     from ray import tune
 
-    from sslsteal.device import select_device, set_threads
-    from sslsteal.evaluate import embed_in_bulk, holdout_task, knn_accuracy
+    from sslsteal.core.device import select_device, set_threads
+    from sslsteal.core.seeding import derive_seed
+    from sslsteal.evaluation.probe import embed_in_bulk, holdout_task, knn_accuracy
     from sslsteal.orchestration import batch_inference
     from sslsteal.orchestration.actor import RemoteQuery
     from sslsteal.orchestration.ray_data import install_datasets
     from sslsteal.orchestration.tracking import Tracker
-    from sslsteal.seeding import derive_seed
+    from sslsteal.pipeline.steal import legit_metrics, legit_queries, steal_and_evaluate
+    from sslsteal.pipeline.suspect import save_stolen
     from sslsteal.specs.steal import StealSpec
-    from sslsteal.steal import legit_metrics, legit_queries, steal_and_evaluate
-    from sslsteal.suspect import save_stolen
 
     set_threads(context.cpus)
     device = select_device()

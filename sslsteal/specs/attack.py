@@ -1,5 +1,5 @@
 """What one attacker account does: the attack method, the stealing loss and its hyperparameters, the query
-budget and pool, and the training recipe (the code is `sslsteal.attack`)."""
+budget and pool, and the training recipe (the code is `sslsteal.attacks.steal`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from sslsteal.registry import Registry
+from sslsteal.core.registry import Registry
 from sslsteal.specs.base import ConfigError, StrictModel
 from sslsteal.specs.datasets import DataRef, DataRefText, parse_ref
 from sslsteal.specs.encoders import EncoderName

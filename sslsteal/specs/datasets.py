@@ -1,5 +1,5 @@
 """The datasets a spec may name: their splits, sizes, classes and image shape, and the `name:split[start:stop]`
-references (`DataRef`) that say which images a role uses. Torch-free: the loaders live in `sslsteal.data`."""
+references (`DataRef`) that say which images a role uses. Torch-free: the loaders live in `sslsteal.data.loaders`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator
 
-from sslsteal.registry import Registry, unknown_name
+from sslsteal.core.registry import Registry, unknown_name
 
 DEFAULT_SPLIT = "train"
 SYNTHETIC_SIZES = {"train": 2000, "test": 500}

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
-from sslsteal.registry import Registry, unknown_name
+from sslsteal.core.registry import Registry, unknown_name
 from sslsteal.specs.base import ConfigError, StrictModel, errors_of
 
 DEFENSES: Registry[type[StrictModel]] = Registry("defense")

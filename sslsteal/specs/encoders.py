@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator
 
-from sslsteal.registry import Registry
+from sslsteal.core.registry import Registry
 
 ENCODERS: Registry[str] = Registry("encoder")
 """Encoder name -> what it is; the builder attaches with `@ENCODERS.implements(name)`."""

@@ -1,16 +1,16 @@
 """What is measured: the linear-evaluation protocol (`ProbeSpec`), what a stolen encoder is scored on
-(`EvaluateSpec`) and the ownership tests a spec may name (the code is `sslsteal.evaluate` and `sslsteal.ownership`)."""
+(`EvaluateSpec`) and the ownership tests a spec may name (the code is `sslsteal.evaluation.probe` and `sslsteal.evaluation.ownership`)."""
 
 from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from sslsteal.registry import Registry
+from sslsteal.core.registry import Registry
 from sslsteal.specs.base import StrictModel
 from sslsteal.specs.datasets import DATASETS, DataRef, DataRefText, parse_ref
 
 OWNERSHIP_TESTS: Registry[str] = Registry("ownership test")
-"""Ownership test -> what it scores; the scorer attaches with `sslsteal.ownership.calibrate.ownership_test`."""
+"""Ownership test -> what it scores; the scorer attaches with `sslsteal.evaluation.ownership.calibrate.ownership_test`."""
 
 OWNERSHIP_TESTS.add("watermark", "Table 4: the victim's rotation predictor's accuracy on the suspect's representations of rotated private views")
 OWNERSHIP_TESTS.add("dataset_inference", "Section 5.4: how much lower the suspect's view-pair loss under the victim's head is on private than on public images")

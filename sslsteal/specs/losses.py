@@ -9,7 +9,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, ConfigDict, Field, ValidationError
 
-from sslsteal.registry import Registry
+from sslsteal.core.registry import Registry
 from sslsteal.specs.base import StrictModel
 
 KINDS = ("quadratic", "symmetrized", "contrastive", "supervised-contrastive", "distributional")

@@ -6,39 +6,18 @@ ownership's public images, the validation images a search optimises, per-epoch m
 declared set minus the whole pool, so the scored images are the same for every attacker seed. Runs log how
 many images each scored set kept (`eval.test_images.<ds>`, ...); validation refuses a configuration that
 would leave fewer than `MIN_SCORED`, naming the keys; and each scored set is checked against the images
-actually queried before anything is scored on it.
+actually queried before anything is scored on it (sslsteal.evaluation.protocol).
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from sslsteal.specs.attack import AttackSpec
 from sslsteal.specs.datasets import DATASETS, DataRef, parse_ref, parse_spec
 from sslsteal.specs.evaluate import EvaluateSpec
 from sslsteal.specs.victim import VictimSpec
 
-if TYPE_CHECKING:
-    from sslsteal.data import ImageSet
-
 MIN_SCORED = 100
 """Fewest images a scored set may keep after the query pool is removed."""
-
-
-class ProtocolError(RuntimeError):
-    """An image the attacker queried reached a scored set: a bug in the evaluation, never a user error."""
-
-
-def check_disjoint(role: str, scored: ImageSet, queried: ImageSet | None, *, against: str = "queried by the attacker") -> None:
-    """Raise ProtocolError when `scored` holds any image of `queried` (same split, same position); `against` says what
-    the other set is in the message."""
-    import numpy as np
-
-    if queried is None or scored.name != queried.name:
-        return
-    shared = np.intersect1d(scored.positions.numpy(), queried.positions.numpy())
-    if len(shared):
-        raise ProtocolError(f"{role}: {len(shared)} of its {len(scored)} {scored.name} images were {against} (e.g. index {shared[0]})")
 
 
 def other_split(spec: str) -> str:

@@ -1,4 +1,4 @@
-"""`sslsteal steal RUN.yaml`: one attack on one victim, without Ray (the code is `sslsteal.steal`)."""
+"""`sslsteal steal RUN.yaml`: one attack on one victim, without Ray (the code is `sslsteal.pipeline.steal`)."""
 
 from __future__ import annotations
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from sslsteal.augment import to_float
-from sslsteal.fileio import atomic_write
+from sslsteal.core.fileio import atomic_write
+from sslsteal.data.augment import to_float
 from sslsteal.models import AugmentationPredictor, Encoder, ProjectionHead, build_encoder
 from sslsteal.specs.victim import VictimSpec
 
@@ -27,7 +27,7 @@ EVAL = "eval.json"
 
 def victims_dir() -> Path:
     """Where trained victims are cached: `$SSLSTEAL_CACHE/victims` (default ~/.cache/sslsteal/victims)."""
-    from sslsteal.data import cache_dir
+    from sslsteal.data.loaders import cache_dir
 
     return cache_dir() / "victims"
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sslsteal.fileio import atomic_write
+from sslsteal.core.fileio import atomic_write
 from sslsteal.specs.victim import ServiceSpec
 from sslsteal.victim import pow as hashcash
 from sslsteal.victim.defenses import Defense
@@ -73,7 +73,7 @@ class VictimService:
     """Serves `embed(images, account)` from a victim checkpoint with per-account budgets and defenses."""
 
     def __init__(self, checkpoint: str | bytes, spec: dict[str, Any] | None = None) -> None:
-        from sslsteal.device import select_device, set_threads
+        from sslsteal.core.device import select_device, set_threads
         from sslsteal.victim.checkpoint import load_victim
 
         self.spec = ServiceSpec.model_validate(spec or {})

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from sslsteal.augment import SimCLRAugment, to_float, watermark_views
-from sslsteal.device import select_device
+from sslsteal.core.device import select_device
+from sslsteal.data.augment import SimCLRAugment, to_float, watermark_views
 from sslsteal.specs.victim import VictimSpec
 from sslsteal.victim.checkpoint import Victim, build_victim, find_cached, save_victim, victims_dir
 
@@ -28,11 +28,11 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
 
 def train_victim(spec: VictimSpec, *, device: torch.device | None = None, progress: bool = True) -> Victim:
     """Train a victim from scratch as `spec` says; shows a progress bar with epochs and loss."""
-    from sslsteal import data
+    from sslsteal.data import loaders
 
     device = device or select_device()
     torch.manual_seed(spec.seed)
-    images = data.load(spec.data, root=spec.data_root, size=spec.train_images, seed=spec.seed).to_shape(3, 32).images
+    images = loaders.load(spec.data, root=spec.data_root, size=spec.train_images, seed=spec.seed).to_shape(3, 32).images
     if len(images) < spec.batch_size:
         raise ValueError(f"batch_size {spec.batch_size} is larger than the {len(images)} training images")
     images = images.to(device)

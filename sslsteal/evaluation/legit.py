@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sslsteal.evaluate import ProbeData, linear_probe
+from sslsteal.evaluation.probe import ProbeData, linear_probe
 from sslsteal.models import Embed
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
-from sslsteal.evaluate import extract_features
+from sslsteal.evaluation.probe import extract_features
 from sslsteal.models import Embed
 
 if TYPE_CHECKING:

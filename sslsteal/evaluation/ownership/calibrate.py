@@ -17,8 +17,8 @@ from typing import Literal
 
 import numpy as np
 
+from sslsteal.evaluation.ownership.evidence import Evidence, OwnershipResult, Score
 from sslsteal.models import Embed
-from sslsteal.ownership.evidence import Evidence, OwnershipResult, Score
 from sslsteal.specs.evaluate import OWNERSHIP_TESTS
 
 MIN_REFERENCES = 3

@@ -1,4 +1,5 @@
-"""What dashboards consume: one MLflow run, or one Optuna study, as plain data (no MLflow or Optuna objects)."""
+"""What the tracker writes and the dashboards read: the tags that name a run's role and identity, and one MLflow run
+or one Optuna study as plain data (no MLflow or Optuna objects, so the dashboards import neither)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypedDict
 
-KIND_TAG = "sslsteal.kind"
-"""The tag naming a run's role: trial, sweep, victim, optimize or study (sslsteal.orchestration.tracking)."""
+KIND = "sslsteal.kind"
+"""The tag naming a run's role: trial, sweep, victim, optimize or study."""
+SWEEP, TRIAL_KEY, PARENT_KEY, VICTIM_KEY = "sslsteal.sweep", "sslsteal.trial_key", "sslsteal.parent_key", "sslsteal.victim_key"
+PARENT_RUN_ID, RUN_NAME = "mlflow.parentRunId", "mlflow.runName"
 
 
 @dataclass(frozen=True)
@@ -27,11 +30,11 @@ class RunRecord:
     @property
     def kind(self) -> str | None:
         """trial, sweep, victim, optimize or study; None for a run sslsteal did not create."""
-        return self.tags.get(KIND_TAG)
+        return self.tags.get(KIND)
 
     @property
     def name(self) -> str:
-        return self.tags.get("mlflow.runName", self.run_id)
+        return self.tags.get(RUN_NAME, self.run_id)
 
 
 class BestTrial(TypedDict):

@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from sslsteal.attack import BudgetedQuery, EpochCallback, StolenModel, steal
-from sslsteal.data import ImageSet
-from sslsteal.device import select_device
+from sslsteal.attacks import StolenModel, steal
+from sslsteal.attacks.base import EpochCallback
+from sslsteal.attacks.query import BudgetedQuery
+from sslsteal.core.device import select_device
+from sslsteal.data.loaders import ImageSet
 from sslsteal.models import Embed
 from sslsteal.specs.attack import AttackSpec
 from sslsteal.specs.base import load
@@ -24,7 +26,7 @@ from sslsteal.specs.victim import VictimSpec
 from sslsteal.victim.checkpoint import Victim, load_victim
 
 if TYPE_CHECKING:
-    from sslsteal.ownership import OwnershipResult
+    from sslsteal.evaluation.ownership import OwnershipResult
 
 
 def victim_source(ref: str | VictimSpec, *, base: Path | None = None, data_root: str | None = None) -> tuple[VictimSpec | None, Path | None]:
@@ -61,18 +63,18 @@ def resolve_victim(ref: str | VictimSpec, *, base: Path | None = None, data_root
 
 def query_images(spec: AttackSpec, data_root: str | None = None) -> ImageSet:
     """The attacker's query images: a subset of the query pool drawn from the attacker's own stream."""
-    from sslsteal import data
-    from sslsteal.seeding import derive_seed
+    from sslsteal.core.seeding import derive_seed
+    from sslsteal.data import loaders
 
-    return data.load(spec.query_data, root=data_root, size=spec.images_needed, seed=derive_seed(spec.seed, "attacker.queries")).to_shape(3, 32)
+    return loaders.load(spec.query_data, root=data_root, size=spec.images_needed, seed=derive_seed(spec.seed, "attacker.queries")).to_shape(3, 32)
 
 
 def scored_images(spec: str, pool: DataRef | None, n: int, role: str, root: str | None = None) -> ImageSet:
     """Up to `n` images of `spec` outside the query pool, the same ones for every attacker seed (a fixed `role` stream)."""
-    from sslsteal import data
-    from sslsteal.seeding import derive_seed
+    from sslsteal.core.seeding import derive_seed
+    from sslsteal.data import loaders
 
-    return data.load(spec, root=root).without(pool).at_most(n, derive_seed(0, role)).to_shape(3, 32)
+    return loaders.load(spec, root=root).without(pool).at_most(n, derive_seed(0, role)).to_shape(3, 32)
 
 
 def evaluate_stolen(
@@ -83,9 +85,10 @@ def evaluate_stolen(
 
     `baselines` may hold `victim_acc.<ds>` and `random_acc.<ds>` already measured for this pool (a sweep's driver passes them).
     """
-    from sslsteal.baselines import baselines as measure_baselines
-    from sslsteal.evaluate import extract_features, fidelity, probe, probe_data, wilson_interval
-    from sslsteal.specs.protocol import check_disjoint, other_split
+    from sslsteal.evaluation.baselines import baselines as measure_baselines
+    from sslsteal.evaluation.probe import extract_features, fidelity, probe, probe_data, wilson_interval
+    from sslsteal.evaluation.protocol import check_disjoint
+    from sslsteal.specs.protocol import other_split
 
     protocol = victim.spec.evaluate
     root = spec.data_root
@@ -123,12 +126,13 @@ def evidence_images(
 ) -> tuple[ImageSet, ImageSet]:
     """(private, public) images for ownership tests: up to `n` the victim trained on, and up to `n` of the other split
     that neither the victim trained on nor the attacker could have queried (outside its query pool); both checked."""
-    from sslsteal import data
-    from sslsteal.specs.protocol import check_disjoint, other_split
+    from sslsteal.data import loaders
+    from sslsteal.evaluation.protocol import check_disjoint
+    from sslsteal.specs.protocol import other_split
 
-    trained = data.load(victim.data, root=root, size=victim.train_images, seed=victim.seed)
+    trained = loaders.load(victim.data, root=root, size=victim.train_images, seed=victim.seed)
     private = trained.subset(min(n, len(trained)), seed).to_shape(3, 32)
-    public = data.load(other_split(victim.data), root=root).without(pool)
+    public = loaders.load(other_split(victim.data), root=root).without(pool)
     public = public.subset(min(n, len(public)), seed).to_shape(3, 32)
     check_disjoint("ownership public images", public, trained, against="in the victim's training set")
     check_disjoint("ownership public images", public, queried)
@@ -149,7 +153,7 @@ def ownership_results(
     pool: DataRef | None = None,
 ) -> tuple[dict[str, OwnershipResult], int]:
     """Run the named ownership tests on `suspect`, calibrated on `references`; (results by name, public images used)."""
-    from sslsteal.ownership import Evidence, run_tests
+    from sslsteal.evaluation.ownership import Evidence, run_tests
 
     private, public = evidence_images(victim.spec, images, root, seed, pool, queried)
     encoders = [ref.encoder for ref in references]
@@ -172,8 +176,8 @@ def ownership_metrics(names: list[str], victim: Victim, suspect: torch.nn.Module
 def legit_metrics(query: Embed, victim: Victim, downstream: list[str], root: str | None = None, pool: DataRef | None = None) -> dict[str, float]:
     """`legit_acc.<ds>`: a legitimate user's accuracy from the (defended) API's answers, with the victim's probe protocol
     and the attacker's test images (those outside its query pool)."""
-    from sslsteal.evaluate import probe_data
-    from sslsteal.legit import legit_accuracy
+    from sslsteal.evaluation.legit import legit_accuracy
+    from sslsteal.evaluation.probe import probe_data
 
     protocol = victim.spec.evaluate
     tasks = [probe_data(ds, train_images=protocol.train_images, test_images=protocol.test_images, pool=pool, root=root) for ds in downstream]
@@ -201,7 +205,7 @@ def steal_and_evaluate(
     on_epoch: EpochCallback | None = None,
 ) -> tuple[StolenModel, dict[str, float]]:
     """Everything after the victim is known: steal through `query` within the budget, evaluate, run ownership tests."""
-    from sslsteal.suspect import suspect_module
+    from sslsteal.pipeline.suspect import suspect_module
 
     budgeted = BudgetedQuery(query, spec.attack.queries)
     queried = query_images(spec.attack, spec.data_root)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sslsteal.augment import to_float, watermark_views
+from sslsteal.data.augment import to_float, watermark_views
 from sslsteal.models import Embed
 
 

@@ -15,9 +15,9 @@ import statistics
 from collections.abc import Callable
 from typing import BinaryIO
 
-from sslsteal.evaluate import ProbeData, linear_eval, probe_data
+from sslsteal.core.seeding import seeded
+from sslsteal.evaluation.probe import ProbeData, linear_eval, probe_data
 from sslsteal.models import Encoder, build_encoder
-from sslsteal.seeding import seeded
 from sslsteal.specs.datasets import DataRef
 from sslsteal.specs.evaluate import ProbeSpec
 from sslsteal.victim.checkpoint import Victim, read_eval, write_eval
@@ -56,8 +56,8 @@ def random_encoder(encoder: str, init: int) -> Encoder:
 
 def random_accuracies(encoder: str, dataset: str, probe: ProbeSpec, *, pool: DataRef | None = None, root: str | None = None) -> list[float]:
     """Linear-evaluation accuracy of each of `RANDOM_INITS` random `encoder`s, cached per protocol and init."""
-    from sslsteal.data import cache_dir
-    from sslsteal.fileio import atomic_write
+    from sslsteal.core.fileio import atomic_write
+    from sslsteal.data.loaders import cache_dir
 
     path = cache_dir() / "baselines" / f"random-{encoder}.json"
     out = []
@@ -79,15 +79,15 @@ def random_floor(encoder: str, dataset: str, probe: ProbeSpec, *, pool: DataRef 
 
 def victim_watermark_accuracy(victim: Victim, root: str | None = None) -> float | None:
     """The victim's own watermark success rate on a fixed subset of its training images (None if unwatermarked)."""
-    from sslsteal import data
-    from sslsteal.watermark import watermark_accuracy
+    from sslsteal.data import loaders
+    from sslsteal.evaluation.watermark import watermark_accuracy
 
     predictor = victim.predictor
     if predictor is None:
         return None
 
     def compute() -> float:
-        images = data.load(victim.spec.data, root=root, size=WATERMARK_IMAGES, seed=victim.spec.seed + 1).to_shape(3, 32).images
+        images = loaders.load(victim.spec.data, root=root, size=WATERMARK_IMAGES, seed=victim.spec.seed + 1).to_shape(3, 32).images
         return watermark_accuracy(victim.encoder.eval(), predictor, images)
 
     return _stored(victim, "watermark.acc", compute)

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sslsteal.augment import to_float
-from sslsteal.data import ImageSet
+from sslsteal.data.augment import to_float
+from sslsteal.data.loaders import ImageSet
 from sslsteal.models import Embed, Encoder
 from sslsteal.specs.datasets import DataRef
 
@@ -108,11 +108,11 @@ def probe_data(
 ) -> ProbeData:
     """`dataset`'s train split and its test split minus the attacker's query `pool`, optionally as deterministic
     subsets, shaped for the encoder; with `val_images`, that many train images outside the pool are held out."""
-    from sslsteal import data
-    from sslsteal.seeding import derive_seed
+    from sslsteal.core.seeding import derive_seed
+    from sslsteal.data import loaders
 
-    train = data.load(f"{dataset}:train", root=root, size=train_images, seed=seed)
-    test = data.load(f"{dataset}:test", root=root).without(pool)
+    train = loaders.load(f"{dataset}:train", root=root, size=train_images, seed=seed)
+    test = loaders.load(f"{dataset}:test", root=root).without(pool)
     if test_images is not None:
         test = test.at_most(test_images, seed)
     val_rows = None
@@ -130,9 +130,9 @@ def probe_data(
 def holdout_task(dataset: str, train_images: int, test_images: int, *, pool: DataRef | None = None, seed: int = 0, root: str | None = None) -> ProbeData:
     """A small task drawn from `dataset`'s train split outside the query pool (disjoint train/test parts), for
     monitoring during training: choices made on it (pruning) never look at the test split or at queried images."""
-    from sslsteal import data
+    from sslsteal.data import loaders
 
-    drawn = data.load(f"{dataset}:train", root=root).without(pool)
+    drawn = loaders.load(f"{dataset}:train", root=root).without(pool)
     n = min(len(drawn), train_images + test_images)
     drawn = drawn.subset(n, seed).to_shape(3, 32)
     cut = max(1, n * train_images // (train_images + test_images))

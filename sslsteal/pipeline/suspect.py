@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from sslsteal.attack import StolenModel
-from sslsteal.fileio import atomic_write
+from sslsteal.attacks import StolenModel
+from sslsteal.core.fileio import atomic_write
 from sslsteal.models import build_encoder
 
 KIND = "sslsteal.stolen_encoder"

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sslsteal.augment import LUMA
-from sslsteal.fileio import atomic_write
-from sslsteal.image_files import decode_images
+from sslsteal.core.fileio import atomic_write
+from sslsteal.data.augment import LUMA
+from sslsteal.data.image_files import decode_images
 from sslsteal.specs.datasets import DATASETS, SYNTHETIC_SIZES, DataRef, DatasetInfo, DatasetUnavailableError, parse_ref, parse_spec
 
 __all__ = [

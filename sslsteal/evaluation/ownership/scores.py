@@ -11,11 +11,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sslsteal.augment import SimCLRAugment, to_float
+from sslsteal.data.augment import SimCLRAugment, to_float
+from sslsteal.evaluation.ownership.calibrate import ownership_test
+from sslsteal.evaluation.ownership.evidence import Evidence, Score, features
+from sslsteal.evaluation.watermark import watermark_correct
 from sslsteal.models import Embed
-from sslsteal.ownership.calibrate import ownership_test
-from sslsteal.ownership.evidence import Evidence, Score, features
-from sslsteal.watermark import watermark_correct
 
 
 def _check_dims(test: str, reps: torch.Tensor, dim: int) -> None:

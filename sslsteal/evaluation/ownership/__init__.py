@@ -4,9 +4,9 @@ Each registered test scores one encoder (`scores`); `calibrate.run_test` compare
 those of independently trained references and says `stolen`, `not stolen` or `inconclusive` (docs/ownership.md).
 """
 
-from sslsteal.ownership import scores as _scores  # noqa: F401  (registers the tests)
-from sslsteal.ownership.calibrate import MIN_REFERENCES, OwnershipTest, ownership_test, prediction_t, run_test, run_tests
-from sslsteal.ownership.evidence import Evidence, OwnershipResult, Score, Verdict
+from sslsteal.evaluation.ownership import scores as _scores  # noqa: F401  (registers the tests)
+from sslsteal.evaluation.ownership.calibrate import MIN_REFERENCES, OwnershipTest, ownership_test, prediction_t, run_test, run_tests
+from sslsteal.evaluation.ownership.evidence import Evidence, OwnershipResult, Score, Verdict
 from sslsteal.specs.evaluate import OWNERSHIP_TESTS
 
 __all__ = [

@@ -1,0 +1,1 @@
+"""How a stolen copy is scored: linear probes and fidelity, baselines, watermark and legitimate-user accuracy, ownership tests."""
