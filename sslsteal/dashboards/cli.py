@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Build the site the parsed options ask for and print where it is; 2 on bad definitions or experiments."""
+    from sslsteal.core.urls import masked, shown
     from sslsteal.dashboards.spec import DefinitionError, load_definitions
-    from sslsteal.specs.optimize import mask_url
 
     try:
         definitions = load_definitions(args.definitions)
@@ -67,13 +67,13 @@ def run(args: argparse.Namespace) -> int:
         known = run_records.experiment_names(uri)
         unknown = [name for name in args.experiment if name not in known]
         if unknown:
-            print(f"--experiment: unknown experiment '{unknown[0]}' in {mask_url(uri)}; known: {', '.join(sorted(known)) or 'none'}", file=sys.stderr)
+            print(f"--experiment: unknown experiment '{unknown[0]}' in {masked(uri)}; known: {', '.join(sorted(known)) or 'none'}", file=sys.stderr)
             return USAGE_ERROR
         definitions = definitions.for_experiments(args.experiment)
     names = [name for d in definitions.dashboards.values() for name in d.experiments]
     records = run_records.fetch_records(uri, names)
     studies = run_records.read_studies(records, args.optuna_storage)
-    paths = build_site(definitions, records, args.out, studies, source=mask_url(uri))
+    paths = build_site(definitions, records, args.out, studies, source=shown(uri))
     print(f"{len(paths) - 1} dashboards from {len(records)} runs of {len(set(names))} experiments: {paths[0].resolve().as_uri()}")
     return 0
 

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sslsteal.core.urls import masked
 from sslsteal.orchestration.report import StudySummary, summarize, write_tables
 from sslsteal.orchestration.searcher import make_scheduler, make_searcher
 from sslsteal.orchestration.studies import finished_trials, load_studies, open_storage, prepare_study
-from sslsteal.specs.optimize import OptimizePlan, mask_url
+from sslsteal.specs.optimize import OptimizePlan
 
 
 @dataclass
@@ -54,7 +55,7 @@ def run_optimize(
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec, o = plan.sweep.spec, plan.optimize
     url = o.storage_url()
-    shown = mask_url(url)
+    shown = masked(url)
     ostorage = open_storage(url)
     studies = load_studies(plan, ostorage)  # a mismatched study is refused before Ray starts
     root = Path(storage or "~/ray_results").expanduser().resolve()

@@ -7,18 +7,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, cast
 
+from sslsteal.core.urls import sqlite_file
 from sslsteal.orchestration.records import BestTrial, RunRecord, StudyRecord
 from sslsteal.orchestration.report import importances
 
 LOSS_PARAM = "attack/loss"
 """The Optuna parameter of the loss when a study searches it (`sslsteal optimize` names parameters by key path)."""
-
-
-def _sqlite_file(uri: str) -> Path | None:
-    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
 
 
 def _time(ms: int | None) -> datetime | None:
@@ -27,7 +23,7 @@ def _time(ms: int | None) -> datetime | None:
 
 def experiment_names(uri: str) -> list[str]:
     """Every active experiment of the store (none for a SQLite file that does not exist: it is not created)."""
-    path = _sqlite_file(uri)
+    path = sqlite_file(uri)
     if path is not None and not path.exists():
         return []
     from mlflow.tracking import MlflowClient
@@ -104,7 +100,7 @@ def _study(experiment: str, name: str, url: str, objective: str, budget: int | N
     )
     if "***" in url:
         return record | {"error": f"its storage {url} hides a password: pass the storage URL to read it"}
-    path = _sqlite_file(url)
+    path = sqlite_file(url)
     if path is not None and not path.exists():
         return record | {"error": f"storage {url} does not exist"}
     try:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
+from sslsteal.core.urls import masked, sqlite_file
 from sslsteal.specs.base import ConfigError
-from sslsteal.specs.optimize import OptimizePlan, cover_points, mask_url
+from sslsteal.specs.optimize import OptimizePlan, cover_points
 
 log = logging.getLogger(__name__)
 
@@ -16,8 +16,9 @@ def open_storage(url: str) -> Any:
     """An Optuna RDBStorage (tables created on first use; a SQLite file's folder is created)."""
     import optuna
 
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    database = sqlite_file(url)
+    if database is not None:
+        database.absolute().parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.RDBStorage(url)
 
 
@@ -42,7 +43,7 @@ def _refuse_mismatch(plan: OptimizePlan, study: Any, wanted: dict[str, Any]) -> 
     differ = [k.removeprefix("sslsteal.") for k, v in wanted.items() if k == "direction" or (k in stored and stored[k] != v)]
     if differ:
         raise ConfigError(
-            [f"optimize: study {study.study_name} in {mask_url(plan.optimize.storage_url())} was made with a different "
+            [f"optimize: study {study.study_name} in {masked(plan.optimize.storage_url())} was made with a different "
              f"{', '.join(differ)}; rename the sweep or use another optimize.storage to start afresh"],
             plan.sweep.source,
         )  # fmt: skip

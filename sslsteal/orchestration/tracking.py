@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sslsteal.core.urls import absolute, sqlite_file
 from sslsteal.orchestration.records import KIND, PARENT_KEY, PARENT_RUN_ID, SWEEP, TRIAL_KEY, VICTIM_KEY
 
 if TYPE_CHECKING:
@@ -30,13 +31,6 @@ TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
 def default_tracking_uri() -> str:
     """$SSLSTEAL_TRACKING_URI, else $MLFLOW_TRACKING_URI, else a SQLite file in the working directory."""
     return os.environ.get(DEFAULT_URI_ENV) or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-
-
-def absolute_uri(uri: str) -> str:
-    """Make a relative `sqlite:///file.db` absolute, so the URI means the same file in Ray workers (which chdir)."""
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return f"sqlite:///{Path(uri.removeprefix('sqlite:///')).absolute()}"
-    return uri
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -74,7 +68,7 @@ def open_results(uri: str, experiment: str) -> list[str]:
     experiment (a server's page, or `mlflow ui` on a local store and the page it then serves)."""
     from mlflow.tracking import MlflowClient
 
-    uri = absolute_uri(uri)
+    uri = absolute(uri)
     found = MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
     page = f"#/experiments/{found.experiment_id}/runs" if found is not None else ""
     dashboard = f"sslsteal dashboard --experiment {shlex.quote(experiment)} --tracking-uri {shlex.quote(uri)}"
@@ -89,7 +83,7 @@ class Tracker:
     def __init__(self, uri: str | None = None) -> None:
         from mlflow.tracking import MlflowClient
 
-        self.uri = absolute_uri(uri or default_tracking_uri())
+        self.uri = absolute(uri or default_tracking_uri())
         self.client: MlflowClient = MlflowClient(tracking_uri=self.uri)
 
     def experiment(self, name: str) -> str:
@@ -199,10 +193,11 @@ class Tracker:
 
     def _artifact_location(self, name: str) -> str | None:
         """For SQLite, artifacts beside the database file (MLflow's default is ./mlruns of whichever cwd creates it)."""
-        if not self.uri.startswith("sqlite:///"):
+        database = sqlite_file(self.uri)
+        if database is None:
             return None
         slug = re.sub(r"[^A-Za-z0-9._-]", "_", name)
-        return (Path(self.uri.removeprefix("sqlite:///")).parent / "mlartifacts" / slug).as_uri()
+        return (database.absolute().parent / "mlartifacts" / slug).as_uri()
 
     def _search(self, experiment_id: str, where: str) -> list[Run]:
         """All active runs matching `where`, oldest first."""

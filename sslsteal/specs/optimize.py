@@ -28,10 +28,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, field_validator, model_validator
 
+from sslsteal.core.urls import masked
 from sslsteal.specs.attack import AttackSpec
 from sslsteal.specs.base import ConfigError, StrictModel, apply_overrides, errors_of, read_yaml
 from sslsteal.specs.losses import LOSSES
@@ -140,10 +140,9 @@ class OptimizeSpec(StrictModel):
 
     def storage_url(self) -> str:
         """The storage URL, a relative SQLite path made absolute (the file means the same from any directory)."""
-        url = self.storage or f"sqlite:///{Path.cwd() / 'optuna.db'}"
-        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-            url = f"sqlite:///{Path(url.removeprefix('sqlite:///')).absolute()}"
-        return url
+        from sslsteal.core.urls import absolute
+
+        return absolute(self.storage or f"sqlite:///{Path.cwd() / 'optuna.db'}")
 
     def resolve_objective(self, first_downstream: str) -> str:
         """The metric name a trial reports: `val_acc` -> `val_acc.<first downstream>`."""
@@ -408,21 +407,13 @@ class OptimizePlan:
         run = self.sweep.spec.run
         lines = [
             f"{self.sweep.source}: {len(o.budgets)} studies x {o.trials_per_budget} trials, up to {run.max_concurrent_trials} at once; "
-            f"objective {o.objective} ({o.resolved_direction}), sampler {o.sampler.name}, pruner {o.pruner.name}; storage {mask_url(o.storage_url())}"
+            f"objective {o.objective} ({o.resolved_direction}), sampler {o.sampler.name}, pruner {o.pruner.name}; storage {masked(o.storage_url())}"
         ]
         for budget in o.budgets:
             lines.append(f"  study {self.study_name(budget)}: attack.queries = {budget}")
         for path, space in self.space.spaces:
             lines.append(f"  {'.'.join(path)}: {space.kind} {list(space.args)}")
         return "\n".join(lines)
-
-
-def mask_url(url: str) -> str:
-    """A storage or tracking URL safe to print or log: any password hidden (anything else, e.g. `databricks`, as is)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
 
 
 def _grids(tree: Any, prefix: Path_ = ()) -> list[str]:
