@@ -1,14 +1,18 @@
-"""The `sslsteal` command. Exit codes: 0 success, 2 bad usage or input (one line per problem), 1 a failure while running."""
+"""The `sslsteal` command. Exit codes: 0 success, 2 bad usage or input (one line per problem), 1 a failure while running,
+130 interrupted (a sweep continues with `--resume`), 141 the reader of its output went away (`sslsteal validate FILE | head`)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 USAGE_ERROR = 2
 RUN_FAILURE = 1
 INTERRUPTED = 130
+CLOSED_PIPE = 141
+"""128 + SIGPIPE: what a shell reports for a command whose reader closed the pipe, as `head` does."""
 
 
 class UsageError(Exception):
@@ -302,10 +306,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        code = func(args)
+        sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not in the interpreter's exit
+        return code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return INTERRUPTED
+    except BrokenPipeError:
+        # Point stdout at /dev/null so the interpreter's final flush does not raise again on the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return CLOSED_PIPE
     except Exception as exc:
         if isinstance(exc, _user_errors()):
             print(f"error: {exc}", file=sys.stderr)

@@ -45,7 +45,6 @@ __all__ = [
 ]
 
 Arrays = tuple[np.ndarray, np.ndarray]
-Loader = Callable[[str, list[Path], Path], Arrays]
 Maker = Callable[[Path, bool], Any]  # (root, download) -> torchvision dataset
 
 # Where Debian's `dataset-fashion-mnist` package puts the original IDX files.
