@@ -4,6 +4,7 @@ budget and pool, and the training recipe (the code is `sslsteal.attacks.steal`).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
@@ -11,6 +12,7 @@ from pydantic import AfterValidator, Field, model_validator
 from sslsteal.core.registry import Registry
 from sslsteal.specs.base import ConfigError, StrictModel
 from sslsteal.specs.datasets import DataRef, DataRefText, parse_ref
+from sslsteal.specs.defenses import defense_params
 from sslsteal.specs.encoders import EncoderName
 from sslsteal.specs.losses import LossName, loss_params
 
@@ -21,6 +23,13 @@ METHODS.add("direct", "Algorithm 1: the stolen encoder's representation is match
 METHODS.add("recreate_head", "Algorithm 2: a head trained on the victim's outputs of two views per image, then frozen, compares the two")
 METHODS.add("access_head", "the victim answers its projection-head output; the attacker trains an encoder plus a head to match it")
 MethodName = Annotated[str, AfterValidator(METHODS.check)]
+
+SIGNED_METHODS = {
+    "access_head": "the victim answers its projection head's output",
+    "recreate_head": "both sides pass through the recreated head",
+}
+"""Methods whose loss compares head outputs, which are signed (the victim's representation, ReLU-pooled, is not),
+with the reason quoted in validation errors."""
 
 
 class AttackSpec(StrictModel):
@@ -97,3 +106,40 @@ class AttackSpec(StrictModel):
     def images_needed(self) -> int:
         """Distinct query images the budget buys."""
         return self.queries // self.views_per_image
+
+
+def signed_answers(attack: Any, defense: Any = None) -> str | None:
+    """`attack.loss: ...` when the attack's loss needs non-negative answers (`LossParams.needs_nonnegative`) but its
+    method or the defense (a `{name: ..., **options}` mapping) makes them signed; None otherwise, and when a value is
+    invalid (its own check reports that). Checked at validate time: the loss would fail on the first signed batch."""
+    if not isinstance(attack, Mapping):
+        return None
+    fields = AttackSpec.model_fields
+    method = attack.get("method", fields["method"].default)
+    loss = attack.get("loss", fields["loss"].default)
+    hparams = attack.get("loss_params", {})
+    if not isinstance(method, str) or method not in METHODS or not isinstance(hparams, dict):
+        return None
+    try:
+        params = loss_params(loss, hparams)
+    except ValueError:
+        return None
+    if not params.needs_nonnegative():
+        return None
+    source = f"method {method} ({SIGNED_METHODS[method]})" if method in SIGNED_METHODS else _signing_defense(defense)
+    if source is None:
+        return None
+    fix = f"set attack.loss_params.{params.signed_fix} or use another loss" if params.signed_fix else "use another loss"
+    return f"attack.loss: {loss} needs non-negative answers, but {source} makes them signed: {fix}"
+
+
+def _signing_defense(defense: Any) -> str | None:
+    """`defense <name> (<why>)` when the defense makes non-negative answers signed; None otherwise or when invalid."""
+    if not isinstance(defense, Mapping):
+        return None
+    try:
+        name, options = defense_params(dict(defense))
+    except ConfigError:
+        return None
+    why = options.signs()
+    return None if why is None else f"defense {name} ({why})"

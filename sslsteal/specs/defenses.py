@@ -10,11 +10,25 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from sslsteal.core.registry import Registry, unknown_name
 from sslsteal.specs.base import ConfigError, StrictModel, errors_of
 
-DEFENSES: Registry[type[StrictModel]] = Registry("defense")
+TAIL_SIGMAS = 8.0
+"""Gaussian noise is taken never to fall this many standard deviations below its mean (probability 6e-16 per draw):
+noise of mean >= TAIL_SIGMAS * sigma keeps a non-negative answer non-negative."""
+
+
+class DefenseParams(StrictModel):
+    """A defense's options; `signs` says whether the defense can turn the victim's non-negative output negative."""
+
+    def signs(self) -> str | None:
+        """What makes this defense's answers signed though the victim's output is not (quoted in validation errors,
+        where a loss needs non-negative answers); None when a non-negative output stays non-negative."""
+        return None
+
+
+DEFENSES: Registry[type[DefenseParams]] = Registry("defense")
 """Defense name -> its options model; the defense class attaches with `@DEFENSES.implements(name)`."""
 
 
-def defense_params(config: dict[str, Any] | None) -> tuple[str, StrictModel]:
+def defense_params(config: dict[str, Any] | None) -> tuple[str, DefenseParams]:
     """(name, validated options) of `{"name": ..., **options}` (None -> `none`); ConfigError lines `defense.<key>: ...`."""
     config = dict(config or {"name": "none"})
     name = config.pop("name", None)
@@ -29,19 +43,22 @@ def defense_params(config: dict[str, Any] | None) -> tuple[str, StrictModel]:
 
 
 @DEFENSES.register("none")
-class NoneParams(StrictModel):
+class NoneParams(DefenseParams):
     """Identity: the honest API the paper attacks. No options."""
 
 
 @DEFENSES.register("noise")
-class NoiseParams(StrictModel):
+class NoiseParams(DefenseParams):
     """Gaussian output noise on every answer; the paper's grid is mean 0 (Table 11) or 10 (Table 10), sigma 0..4."""
 
     mean: float = Field(0.0, allow_inf_nan=False, description="mean of the added noise")
     sigma: float = Field(1.0, ge=0, allow_inf_nan=False, description="standard deviation of the added noise")
 
+    def signs(self) -> str | None:
+        return f"mean {self.mean:g}, sigma {self.sigma:g}" if self.mean < TAIL_SIGMAS * self.sigma else None
 
-class DetectorParams(StrictModel):
+
+class DetectorParams(DefenseParams):
     """Options of the similar-query detector."""
 
     space: Literal["head", "rep"] = Field("head", description="compare head outputs g(f(x)) (paper's choice) or representations f(x)")
@@ -56,6 +73,11 @@ class SimilarityParams(DetectorParams):
 
     mean_big: float = Field(1000.0, allow_inf_nan=False, description="mean of the noise that replaces a flagged answer")
     sigma: float = Field(1.0, ge=0, allow_inf_nan=False, description="standard deviation of that noise")
+
+    def signs(self) -> str | None:
+        if self.mean_big < TAIL_SIGMAS * self.sigma:
+            return f"flagged answers are noise of mean_big {self.mean_big:g}, sigma {self.sigma:g}"
+        return None
 
 
 @DEFENSES.register("pow")
@@ -76,21 +98,21 @@ class PowParams(DetectorParams):
 
 
 @DEFENSES.register("round")
-class RoundParams(StrictModel):
+class RoundParams(DefenseParams):
     """Rounding of every coordinate."""
 
     decimals: int = Field(1, description="decimal places kept (negative rounds to tens, hundreds, ...)")
 
 
 @DEFENSES.register("topk")
-class TopKParams(StrictModel):
+class TopKParams(DefenseParams):
     """Only the k largest-magnitude coordinates of each answer are kept."""
 
     k: int = Field(10, ge=1, description="coordinates kept per answer (all when k >= dim)")
 
 
 @DEFENSES.register("b4b")
-class B4BParams(StrictModel):
+class B4BParams(DefenseParams):
     """Coverage estimate (SimHash buckets), noise calibration, and the secret per-account transformation."""
 
     space: Literal["rep", "head"] = Field("rep", description="vectors whose buckets measure coverage")
@@ -99,3 +121,8 @@ class B4BParams(StrictModel):
     alpha: float = Field(4.0, ge=0, allow_inf_nan=False, description="extra noise std at full coverage")
     beta: float = Field(2.0, gt=0, allow_inf_nan=False, description="convexity: small coverage costs little")
     transform: bool = Field(True, description="apply the secret per-account transformation")
+
+    def signs(self) -> str | None:
+        if self.transform:
+            return "the secret per-account rotation"
+        return f"zero-mean noise, sigma0 {self.sigma0:g} + alpha {self.alpha:g}" if self.sigma0 + self.alpha > 0 else None

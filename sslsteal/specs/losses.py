@@ -26,6 +26,13 @@ class LossParams(StrictModel):
     """The caller passes `labels=` with each call (supervised losses)."""
     call_args: ClassVar[tuple[str, ...]] = ()
     """Keyword arguments passed per call rather than fixed by the spec."""
+    signed_fix: ClassVar[str] = ""
+    """The loss_params setting under which a loss that `needs_nonnegative` takes signed inputs ("" when none does)."""
+
+    def needs_nonnegative(self) -> bool:
+        """Whether these hyperparameters read every input entry as non-negative (a row as a distribution over its
+        dims): such a loss fails on signed answers (head outputs, noised answers), so validation refuses those."""
+        return False
 
     @classmethod
     def per_call(cls) -> tuple[str, ...]:
@@ -116,7 +123,11 @@ class SupCon(LossParams):
 class Wasserstein(LossParams):
     kind = "distributional"
     description = "per-pair W1 between rows read as distributions over their dims: sum |CDF_s - CDF_v|, batch mean"
+    signed_fix = "softmax: true"
     softmax: bool = False
+
+    def needs_nonnegative(self) -> bool:
+        return not self.softmax  # rows divided by their sum; softmax reads signed rows
 
 
 @LOSSES.register("sliced_wasserstein")

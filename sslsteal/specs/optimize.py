@@ -5,14 +5,16 @@ Optuna sampler, so they must be `choice`, `uniform`, `loguniform` or `randint` (
 `attack.queries` comes from `optimize.budgets`, one study each.
 
 Some attack settings only mean something for some others, and the search knows it (`StudySpace`):
-- `attack.loss_params.<name>` (searched or fixed) is used only when the trial's loss takes `<name>`
-  (temperature: infonce, softnn, supcon);
+- `attack.loss_params.<name>` (searched or fixed) is used only when the trial's loss takes `<name>` (as declared
+  in specs/losses.py; temperature: infonce, infonce_cross, softnn, supcon);
 - `attack.strategy` is `augmented` whenever the method is `recreate_head` (when augmented is among its choices);
 - `attack.views` is drawn only for the augmented strategy, `attack.head_epochs` and `attack.head_dim` only for
   recreate_head, `attack.head_hidden` only for recreate_head and access_head.
 A value that does not apply is not drawn (Optuna records no parameter for it) and the attack's default is used.
 Validation follows the same rules, checks every listed value and both bounds (and an interior point) of every
-range, every budget against the query split, and reports all problems together with their key paths.
+range, every budget against the query split, every combination of loss, method and defense for a loss that needs
+non-negative answers meeting signed ones (`space_checks.signed_answer_problems`), and reports all problems
+together with their key paths.
 Planning reads YAML only: it starts no Ray and imports no Optuna.
 """
 
@@ -36,7 +38,8 @@ from sslsteal.specs.attack import AttackSpec
 from sslsteal.specs.base import ConfigError, StrictModel, apply_overrides, errors_of, read_yaml
 from sslsteal.specs.losses import LOSSES
 from sslsteal.specs.search_space import Path_, SearchSpace, find_spaces
-from sslsteal.specs.sweep import SEARCHABLE, SweepPlan, SweepSpec, validate_tree
+from sslsteal.specs.space_checks import candidate_problems, label, listed, signed_answer_problems
+from sslsteal.specs.sweep import SEARCHABLE, SweepPlan, SweepSpec, tree_problems
 
 METHOD, STRATEGY, LOSS, QUERIES = ("attack", "method"), ("attack", "strategy"), ("attack", "loss"), ("attack", "queries")
 SELECTORS = (METHOD, STRATEGY, LOSS)
@@ -287,32 +290,19 @@ class StudySpace:
 
 
 def _label(path: Path_, space: SearchSpace, index: int | None) -> str:
-    key = ".".join(path)
-    if path == QUERIES:
-        return f"optimize.budgets[{index}]"
-    if index is None:
-        return f"{key}.{space.kind}"
-    if space.kind == "choice":
-        return f"{key}.choice[{index}]"
-    return f"{key}.{space.kind}.{'low' if index == 0 else 'high'}"
+    """`label`, except that a budget is named by its place in optimize.budgets."""
+    return f"optimize.budgets[{index}]" if path == QUERIES else label(path, space, index)
 
 
 def _candidates(space: SearchSpace) -> list[tuple[int | None, Any]]:
     """(label index, value) to validate: every choice, both bounds of a range and, for float ranges, an interior
     point (a fractional value an integer field would refuse)."""
-    out: list[tuple[int | None, Any]] = list(enumerate(space.candidates()))
+    out = listed(space)
     if space.kind in ("uniform", "loguniform"):
         low, high = space.args
         inner = low + 0.37 * (high - low) if space.kind == "uniform" else math.exp(math.log(low) + 0.37 * (math.log(high) - math.log(low)))
         out.append((None, inner))
     return out
-
-
-def _relabel(problem: str, path: Path_, space: SearchSpace, index: int | None, value: Any) -> str:
-    key = ".".join(path)
-    if problem.startswith(key + ":") or problem.startswith(key + "."):
-        return problem.replace(key, _label(path, space, index), 1)
-    return f"{problem} (with {_label(path, space, index) if path == QUERIES else key} = {value!r})"
 
 
 def _never_used(path: Path_, space_: StudySpace, axes: Mapping[Path_, SearchSpace]) -> str:
@@ -332,38 +322,23 @@ def _never_used(path: Path_, space_: StudySpace, axes: Mapping[Path_, SearchSpac
 
 
 def check_conditional(tree: dict[str, Any], spaces: Mapping[Path_, SearchSpace], budgets: list[int], space_: StudySpace) -> list[str]:
-    """Every problem of the concrete trials the search can produce, one value at a time, with key paths."""
+    """Every problem of the concrete trials the search can produce, one value at a time (each in a combination of
+    method, strategy and loss where it applies), then every combination that feeds the loss signed answers it cannot read."""
     axes: dict[Path_, SearchSpace] = {**spaces, QUERIES: SearchSpace("choice", tuple(budgets))}
-    firsts = {p: s.candidates()[0] for p, s in axes.items()}
-
-    def problems_of(values: Mapping[Path_, Any]) -> list[str]:
-        return validate_tree(space_.concrete(tree, values), {})
-
-    base = problems_of(firsts)
-    out: list[str] = []
-    for problem in base:
-        owner = next((p for p in axes if problem.startswith(".".join(p) + ":") or problem.startswith(".".join(p) + ".")), None)
-        out.append(_relabel(problem, owner, axes[owner], 0, firsts[owner]) if owner else problem)
     selector_axes = [p for p in SELECTORS if p in axes]
-    for path, space in axes.items():
-        context = firsts
-        if path != QUERIES and not space_.applies(path, firsts):
-            combos = (dict[Path_, Any](zip(selector_axes, combo, strict=True)) for combo in itertools.product(*(axes[p].candidates() for p in selector_axes)))
-            found = next(({**firsts, **combo} for combo in combos if space_.applies(path, {**firsts, **combo})), None)
-            if found is None:
-                out.append(_never_used(path, space_, axes))
-                continue
-            context = found
-        known = base if context is firsts else problems_of(context)
-        bounds_bad = context is firsts and any(p.startswith(_label(path, space, 0)) for p in out)
-        for index, value in _candidates(space):
-            if (context is firsts and index == 0) or (index is None and bounds_bad):
-                continue
-            for problem in problems_of({**context, path: value}):
-                if problem not in known:
-                    out.append(_relabel(problem, path, space, index, value))
-                    bounds_bad = True
-    return list(dict.fromkeys(out))
+
+    def concrete(values: Mapping[Path_, Any]) -> dict[str, Any]:
+        return space_.concrete(tree, values)
+
+    def context(path: Path_, firsts: dict[Path_, Any]) -> dict[Path_, Any] | str:
+        if path == QUERIES or space_.applies(path, firsts):
+            return firsts
+        combos = (dict[Path_, Any](zip(selector_axes, combo, strict=True)) for combo in itertools.product(*(axes[p].candidates() for p in selector_axes)))
+        found = next(({**firsts, **combo} for combo in combos if space_.applies(path, {**firsts, **combo})), None)
+        return _never_used(path, space_, axes) if found is None else found
+
+    checked = candidate_problems(axes, lambda values: tree_problems(concrete(values), None), name=_label, candidates=_candidates, context=context)
+    return checked + signed_answer_problems(axes, concrete, _label)
 
 
 # --- the plan -----------------------------------------------------------------------------------------------------

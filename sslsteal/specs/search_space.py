@@ -10,6 +10,7 @@ import copy
 import itertools
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,7 +97,7 @@ def find_spaces(tree: Any, prefix: Path_ = ()) -> dict[Path_, SearchSpace]:
     return found
 
 
-def substitute(tree: dict[str, Any], values: dict[Path_, Any]) -> dict[str, Any]:
+def substitute(tree: dict[str, Any], values: Mapping[Path_, Any]) -> dict[str, Any]:
     """A deep copy of `tree` with the value at each path replaced."""
     out = copy.deepcopy(tree)
     for path, value in values.items():

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Discriminator, Field, Tag
+from pydantic import Discriminator, Field, Tag, model_validator
 
-from sslsteal.specs.attack import AttackSpec
-from sslsteal.specs.base import StrictModel, by_kind
+from sslsteal.specs.attack import AttackSpec, signed_answers
+from sslsteal.specs.base import ConfigError, StrictModel, by_kind
 from sslsteal.specs.evaluate import EvaluateSpec
 from sslsteal.specs.protocol import protocol_problems
 from sslsteal.specs.sweep import victim_spec
@@ -22,6 +22,14 @@ class StealSpec(StrictModel):
     attack: AttackSpec
     evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
     data_root: str | None = None
+
+    @model_validator(mode="after")
+    def _answers_fit_the_loss(self) -> StealSpec:
+        """A loss that needs non-negative answers with a method whose answers are signed fails at its first batch."""
+        problem = signed_answers(self.attack.model_dump())
+        if problem is not None:
+            raise ConfigError([problem])
+        return self
 
 
 def steal_problems(spec: StealSpec, base: Path) -> list[str]:

@@ -1,13 +1,15 @@
 """Sweep YAML -> a validated plan: fixed values and search spaces for attack, defense and evaluation.
 
 Validation never starts Ray: every listed value of every search space (and both bounds of every range) is
-checked against the same specs a single run uses, and all problems are reported together with key paths
-such as `attack.loss.grid[2]`.
+checked against the same specs a single run uses, so is every combination of loss, method and defense values
+for a loss that needs non-negative answers meeting signed ones, and all problems are reported together with key
+paths such as `attack.loss.grid[2]`.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,6 +22,7 @@ from sslsteal.specs.defenses import defense_params
 from sslsteal.specs.evaluate import EvaluateSpec
 from sslsteal.specs.protocol import protocol_problems
 from sslsteal.specs.search_space import Path_, SearchSpace, find_spaces, preview, substitute, trial_count
+from sslsteal.specs.space_checks import candidate_problems, signed_answer_problems
 from sslsteal.specs.victim import VictimSpec
 
 SEARCHABLE = ("attack", "defense", "evaluate")
@@ -107,7 +110,7 @@ class SweepPlan:
         return preview(self.spaces, self.spec.run.num_samples, limit, self.spec.run.seed)
 
 
-def _problems(tree: dict[str, Any], victim: VictimSpec | None) -> list[str]:
+def tree_problems(tree: dict[str, Any], victim: VictimSpec | None) -> list[str]:
     """Every problem of one concrete (search-space-free) attack/defense/evaluate tree, the data protocol included."""
     problems: list[str] = []
     parsed: dict[str, Any] = {}
@@ -125,35 +128,14 @@ def _problems(tree: dict[str, Any], victim: VictimSpec | None) -> list[str]:
     return problems
 
 
-def _under(problem: str, key: str) -> bool:
-    return problem.startswith(key + ":") or problem.startswith(key + ".")
-
-
-def _label(space: SearchSpace, index: int) -> str:
-    if space.kind in ("grid", "choice"):
-        return f"{space.kind}[{index}]"
-    return f"{space.kind}.{'low' if index == 0 else 'high'}"
-
-
 def validate_tree(tree: dict[str, Any], spaces: dict[Path_, SearchSpace], victim: VictimSpec | None = None) -> list[str]:
-    """Problems of the base configuration (first candidate everywhere) and of every other candidate value."""
-    firsts = {path: space.candidates()[0] for path, space in spaces.items()}
-    base = _problems(substitute(tree, firsts), victim)
-    out: list[str] = []
-    for problem in base:
-        owner = next((p for p in spaces if _under(problem, ".".join(p))), None)
-        out.append(problem.replace(".".join(owner), f"{'.'.join(owner)}.{_label(spaces[owner], 0)}", 1) if owner else problem)
-    for path, space in spaces.items():
-        key = ".".join(path)
-        for i, value in enumerate(space.candidates()[1:], start=1):
-            for problem in _problems(substitute(tree, {**firsts, path: value}), victim):
-                if problem in base:
-                    continue
-                if _under(problem, key):
-                    out.append(problem.replace(key, f"{key}.{_label(space, i)}", 1))
-                else:
-                    out.append(f"{problem} (with {key} = {value!r})")
-    return list(dict.fromkeys(out))
+    """Problems of the base configuration (first candidate everywhere) and of every other candidate value, then of
+    every combination of loss, method and defense values that feeds the loss signed answers it cannot read."""
+
+    def concrete(values: Mapping[Path_, Any]) -> dict[str, Any]:
+        return substitute(tree, values)
+
+    return candidate_problems(spaces, lambda values: tree_problems(concrete(values), victim)) + signed_answer_problems(spaces, concrete)
 
 
 def victim_spec(victim: str | VictimSpec, base: Path) -> tuple[VictimSpec | None, list[str]]:
