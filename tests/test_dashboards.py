@@ -4,6 +4,7 @@ values are the paper's, a real sweep's site matches its runs in MLflow, and the 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -23,7 +24,7 @@ from headless_chromium import Browser, find_chromium
 from scipy import stats
 
 from sslsteal.dashboards import cli
-from sslsteal.dashboards.fields import check_field
+from sslsteal.dashboards.fields import METRICS, RUN_ATTRIBUTES, check_field, field_label
 from sslsteal.dashboards.site import build_site
 from sslsteal.dashboards.spec import Dashboard, DefinitionError, Definitions, PaperValues, load_definitions
 from sslsteal.orchestration.records import RunRecord
@@ -158,7 +159,7 @@ def test_table_cells_are_seed_means_with_t_intervals(tmp_path: Path) -> None:
     panel = {"kind": "table", "title": "losses", "rows": ["params.attack.loss"], "columns": ["acc.<dataset>"], "filters": {"params.attack.queries": 9000}}
     page = build(tmp_path, {"d": dashboard(panels=[panel])}, loss_runs())["d"]
     (found,) = page.data_tables()
-    assert found["header"] == ["params.attack.loss", "runs", "seeds", "acc.cifar10"]  # acc.stl10 only at 500 queries: filtered out
+    assert found["header"] == ["loss", "runs", "seeds", "stolen accuracy (CIFAR-10)"]  # acc.stl10 only at 500 queries: filtered out
     rows = {json.loads(r["attrs"]["data-group"])["params.attack.loss"]: r["cells"] for r in found["rows"]}
     assert set(rows) == {"mse", "softnn"}  # the FAILED run and the other experiment's are not used
     for loss, accs in ACC.items():
@@ -166,7 +167,7 @@ def test_table_cells_are_seed_means_with_t_intervals(tmp_path: Path) -> None:
         assert runs["text"] == str(len(accs)) and seeds["text"] == ", ".join(str(i) for i in range(len(accs)))
         check_cell(acc, accs)
     assert json.loads(found["attrs"]["data-filters"]) == {"params.attack.queries": 9000}
-    assert "4 runs used: trial runs, status FINISHED; params.attack.queries = 9000" in page.all_text
+    assert "4 runs used: trial runs, status FINISHED; queries = 9000" in page.all_text
 
 
 def test_runs_of_different_configurations_are_never_pooled_as_seeds(tmp_path: Path) -> None:
@@ -183,7 +184,7 @@ def test_runs_of_different_configurations_are_never_pooled_as_seeds(tmp_path: Pa
     line = {"kind": "line", "title": "l", "x": "params.attack.seed", "y": "acc.cifar10", "series": "params.attack.loss"}
     page = build(tmp_path, {"d": dashboard(panels=[table_of, pooled, line])}, runs)["d"]
     split, together = page.data_tables()
-    assert split["header"] == ["params.attack.loss", "params.attack.query_data", "runs", "seeds", "acc.cifar10"]
+    assert split["header"] == ["loss", "query data", "runs", "seeds", "stolen accuracy (CIFAR-10)"]
     cells = {json.loads(r["attrs"]["data-group"])["params.attack.query_data"]: r["cells"][-1] for r in split["rows"]}
     assert set(cells) == set(pools)
     for pool, accs in pools.items():
@@ -196,7 +197,7 @@ def test_runs_of_different_configurations_are_never_pooled_as_seeds(tmp_path: Pa
 def test_template_columns_and_missing_values(tmp_path: Path) -> None:
     panel = {"kind": "table", "title": "t", "rows": ["params.attack.loss", "params.attack.queries"], "columns": ["acc.<dataset>", "fidelity.cosine"]}
     (found,) = build(tmp_path, {"d": dashboard(panels=[panel])}, loss_runs())["d"].data_tables()
-    assert found["header"][-3:] == ["acc.cifar10", "acc.stl10", "fidelity.cosine"]
+    assert found["header"][-3:] == ["stolen accuracy (CIFAR-10)", "stolen accuracy (STL-10)", "fidelity (cosine)"]
     by_key = {tuple(json.loads(r["attrs"]["data-group"]).values()): r["cells"] for r in found["rows"]}
     assert list(by_key) == [("mse", "500"), ("mse", "9000"), ("softnn", "9000")]  # numeric order within each loss
     check_cell(by_key[("mse", "500")][-2], [20.0])
@@ -220,6 +221,63 @@ def test_paper_values_beside_the_same_cell_only(tmp_path: Path) -> None:
     assert cells[("mse", "9000")]["attrs"]["data-paper"] == "75.5" and "paper 75.50 (T2)" in cells[("mse", "9000")]["text"]
     assert "data-paper" not in cells[("mse", "500")]["attrs"] and "data-paper" not in cells[("softnn", "9000")]["attrs"]
     assert "Table 2 (t2): c" in page.all_text  # the cited table in full below
+
+
+def test_paper_values_sit_under_the_stolen_figure_of_their_cell_and_the_paper_victim_beside_ours_there(tmp_path: Path) -> None:
+    """A row's list of allowed query pools matches either pool, never another dataset's; the table's victim row (no
+    `match`) shows only in the cells one of the table's rows describes."""
+    runs = [trial("exp", {"attack.loss": "mse", "attack.queries": 9000, "attack.query_data": "cifar10:train", "attack.seed": s}, {}) for s in (0, 1)]
+    runs += [trial("exp", {"attack.loss": "mse", "attack.queries": 9000, "attack.query_data": "svhn:train", "attack.seed": 0}, {})]
+    runs += [trial("exp", {"attack.loss": "mse", "attack.queries": 500, "attack.query_data": "cifar10:train", "attack.seed": 0}, {})]
+    for r in runs:
+        r.metrics.update({"acc.cifar10": 60.0, "victim_acc.cifar10": 66.0})
+    pools = ["cifar10:test[:9000]", "cifar10:train"]
+    rows = [
+        {"label": "Victim Model", "values": {"victim_acc.cifar10": 79.0}},
+        {
+            "label": "MSE",
+            "match": {"params.attack.loss": "mse", "params.attack.queries": 9000, "params.attack.query_data": pools},
+            "values": {"acc.cifar10": 75.5},
+        },
+    ]
+    paper = {"t2": {"table": 2, "page": None, "location": "x", "caption": "c", "setup": "s", "rows": rows}}
+    panel = {"kind": "table", "title": "t", "rows": ["params.attack.loss", "params.attack.queries"], "columns": ["acc.cifar10", "victim_acc.cifar10"]}
+    page = build(tmp_path, {"d": dashboard(panels=[panel], paper=["t2"])}, runs, paper)["d"]
+    (found,) = page.data_tables()
+    assert found["header"] == ["loss", "queries", "query data", "runs", "seeds", "stolen accuracy (CIFAR-10)", "victim accuracy (CIFAR-10)"]
+    papers = {tuple(json.loads(r["attrs"]["data-group"]).values()): [c["attrs"].get("data-paper") for c in r["cells"][-2:]] for r in found["rows"]}
+    assert papers == {
+        ("mse", "500", "cifar10:train"): [None, None],
+        ("mse", "9000", "cifar10:train"): ["75.5", "79.0"],
+        ("mse", "9000", "svhn:train"): [None, None],
+    }
+    assert "query data = cifar10:test[:9000] or cifar10:train" in page.all_text  # the cited row's match, in words
+
+
+def test_fields_are_labelled_in_words_and_a_definition_may_rename_them(tmp_path: Path) -> None:
+    examples = {"<dataset>": "cifar10", "<test>": "dataset_inference", "<key>": "p_value", "<objective>": "val_acc.svhn", "<param>": "attack.batch_size"}
+    metrics = [functools.reduce(lambda name, kv: name.replace(*kv), examples.items(), m) for m in METRICS]
+    others = ["params.attack.query_data", "params.defense.sigma", "params.trials", "tags.sslsteal.victim_device", "tags.mlflow.runName"]
+    for name in [*metrics, *others, *(f"run.{a}" for a in RUN_ATTRIBUTES)]:
+        text = field_label(name)
+        assert text and "_" not in text and "params." not in text and (text != name or "." not in name), (name, text)
+    assert field_label("best.val_acc.svhn") == "best validation accuracy (SVHN)"
+    assert field_label("ownership.dataset_inference.p_value") == "dataset inference p-value"
+    labels = {"params.attack.loss": "stealing loss", "acc.<dataset>": "copy on <dataset>"}
+    panel = {"kind": "table", "title": "t", "rows": ["params.attack.loss"], "columns": ["acc.<dataset>", {"field": "acc.cifar10", "label": "again"}]}
+    (found,) = build(tmp_path, {"d": dashboard(panels=[panel], labels=labels)}, loss_runs())["d"].data_tables()
+    assert found["header"] == ["stealing loss", "queries", "runs", "seeds", "copy on CIFAR-10", "copy on STL-10", "again"]  # queries: a confounder
+
+
+def test_pages_name_the_store_without_its_absolute_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store outside the working directory is named by its file alone, one inside it by its relative path."""
+    store = tmp_path / "elsewhere" / "runs.db"
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    assert cli.main(["--tracking-uri", f"sqlite:///{store}", "--out", str(tmp_path / "site")]) == 0
+    for path in (tmp_path / "site").glob("*.html"):
+        text = path.read_text()
+        assert "from sqlite:///runs.db" in text and str(tmp_path) not in text, path.name
 
 
 def test_line_plot_draws_means_bands_and_paper_points(tmp_path: Path) -> None:
@@ -293,7 +351,7 @@ def test_empty_and_partial_experiments_say_so(tmp_path: Path) -> None:
     assert "3 of 10 trials finished (1 failed, 2 running)" in text
     assert "experiment never-run no runs yet" in text
     assert "no values of acc.cifar10 against params.attack.queries" in text  # no run logged the x field
-    assert "0 runs used: trial runs, status FINISHED; params.attack.loss = softnn no runs match yet" in text
+    assert "0 runs used: trial runs, status FINISHED; loss = softnn no runs match yet" in text
     assert "no Optuna studies recorded for this experiment yet" in text
     assert "exp: 3 of 10 trials finished (1 failed, 2 running) (7 runs)" in pages["index"].all_text
     assert "never-run: no runs yet" in pages["index"].all_text
@@ -533,13 +591,14 @@ def test_a_real_sweep_dashboards_match_its_runs(cifar_root: Path, tmp_path: Path
 
 @pytest.mark.skipif(find_chromium() is None, reason="Chromium is not installed (Debian: apt-get install chromium)")
 def test_pages_load_in_headless_chromium(tmp_path: Path) -> None:
+    pools = {"mse": "cifar10:test[:9000]", "sliced_wasserstein": "cifar10:train"}  # a confounder: long series names
     runs = [
         trial(
             "exp",
-            {"attack.loss": loss, "attack.queries": q, "attack.seed": s},
+            {"attack.loss": loss, "attack.query_data": pool, "attack.queries": q, "attack.seed": s},
             {"acc.cifar10": 30 + q / 500 + s + (loss == "mse"), "gain_recovered.cifar10": 0.5},
         )
-        for loss in ("mse", "softnn")
+        for loss, pool in pools.items()
         for q in (500, 1000, 5000)
         for s in (0, 1)
     ]
@@ -553,14 +612,26 @@ def test_pages_load_in_headless_chromium(tmp_path: Path) -> None:
     broken.write_text(
         '<!doctype html><html><head><link rel="icon" href="data:,"></head><body><img src="missing.png"><script>undefined_fn()</script></body></html>'
     )
-    expressions = ["document.title", "document.querySelectorAll('svg.plot circle.point').length", "document.querySelectorAll('table.data tbody tr').length"]
+    legend_fits = (  # every legend text ends inside its plot's drawing
+        "[...document.querySelectorAll('svg.plot')].every(s => [...s.querySelectorAll('.legend text')]"
+        ".every(t => t.getBBox().x + t.getBBox().width <= s.viewBox.baseVal.width))"
+    )
+    legend = "[...document.querySelectorAll('svg.plot .legend text')].map(t => t.textContent).join('|')"
+    expressions = [
+        "document.title",
+        "document.querySelectorAll('svg.plot circle.point').length",
+        "document.querySelectorAll('table.data tbody tr').length",
+        legend_fits,
+        legend,
+    ]
     with Browser() as browser:
         index = browser.open((site / "index.html").as_uri(), expressions, screenshot=tmp_path / "index.png")
         page = browser.open((site / "queries.html").as_uri(), expressions, screenshot=tmp_path / "queries.png")
         control = browser.open(broken.as_uri(), expressions)
-    assert index.errors == [] and index.values == ["sslsteal dashboards", 0, 0]
+    assert index.errors == [] and index.values[:3] == ["sslsteal dashboards", 0, 0]
     assert page.errors == [] and page.values[0] == "T (queries)"
     assert page.values[1] == 6 and page.values[2] == 6 + 6  # 2 losses x 3 budgets: plot points, the plot's values and the table's rows
+    assert page.values[3] is True and page.values[4].startswith("loss, query data|mse, cifar10:test[:9000]|sliced_wasserstein, cifar10:train")
     assert any("undefined_fn" in e for e in control.errors) and any("missing.png" in e or "ERR_FILE_NOT_FOUND" in e for e in control.errors), control.errors
     for shot in ("index.png", "queries.png"):
         data = (tmp_path / shot).read_bytes()

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from sslsteal.core.stats import wilson_interval
 from sslsteal.data.loaders import ImageSet
 from sslsteal.evaluation import baselines
 from sslsteal.evaluation.baselines import RANDOM_INITS, random_accuracies, random_encoder, random_floor
-from sslsteal.evaluation.probe import ProbeData, extract_features, fidelity, knn_accuracy, linear_probe, probe, probe_data, wilson_interval
+from sslsteal.evaluation.probe import ProbeData, extract_features, fidelity, knn_accuracy, linear_probe, probe, probe_data
 from sslsteal.specs.base import ConfigError, parse
 from sslsteal.specs.datasets import parse_ref
 from sslsteal.specs.evaluate import ProbeSpec

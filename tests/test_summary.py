@@ -1,6 +1,9 @@
-"""The closing summary's ownership cells and verdict text, from flat metrics as trials log them."""
+"""The closing summary's cells (intervals of accuracy and gain recovered, ownership) and verdict text, from flat
+metrics as trials log them."""
 
 from __future__ import annotations
+
+from scipy import stats
 
 from sslsteal.orchestration.summary import ConfigSummary, group_by_config, summary_table
 from sslsteal.pipeline.steal import verdict_text
@@ -54,3 +57,34 @@ def test_seeds_that_tie_show_a_zero_width_interval_and_one_seed_shows_its_value(
     tied_line, single_line = summary_table([tied, single], "cifar10").splitlines()[1:3]
     assert "44.45 [44.45, 44.45]" in tied_line and "0.276 [0.276, 0.276]" in tied_line
     assert "44.45 [42.30, 46.60]" in single_line and "0.276 " in single_line and "0.276 [" not in single_line
+
+
+def cells(table: str, label: str) -> dict[str, str]:
+    """The cells of `label`'s line, keyed by the header's column names (columns are aligned by padding)."""
+    header, *lines = table.splitlines()
+    line = next(line for line in lines if line.startswith(label + " "))
+    names = header.split()
+    starts = [header.index(name) for name in names]
+    return {name: line[a:b].strip() for name, a, b in zip(names, starts, [*starts[1:], None], strict=True)}
+
+
+def test_one_seed_gain_carries_its_accuracy_interval_so_a_copy_above_a_weak_victim_reads_as_a_tie() -> None:
+    """The quickstart's MSE copy (docs/RESULTS.md): 46.65% [44.47, 48.84] against a 46.25% victim and a 41.47% floor
+    is a gain of 1.084, whose interval through the same Wilson bounds holds 1: a tie with the victim."""
+    run = {"acc.cifar10": 46.65, "acc.cifar10.lo": 44.47, "acc.cifar10.hi": 48.84, "victim_acc.cifar10": 46.25, "random_acc.cifar10": 41.47}
+    run["gain_recovered.cifar10"] = (46.65 - 41.47) / (46.25 - 41.47)
+    table = summary_table([ConfigSummary("mse", {}, ["0"], [run])], "cifar10")
+    row = cells(table, "mse")
+    low, high = (44.47 - 41.47) / 4.78, (48.84 - 41.47) / 4.78
+    assert row["gain_recovered.cifar10"] == f"1.084 [{low:.3f}, {high:.3f}]" == "1.084 [0.628, 1.542]"
+    assert row["acc.cifar10"] == "46.65 [44.47, 48.84]"
+    assert "an interval that holds 1 is a tie with the victim" in table
+
+
+def test_several_seeds_give_the_t_interval_of_their_gains() -> None:
+    gains = [0.52, 0.61, 0.58]
+    runs = [{"acc.cifar10": 50.0 + i, "acc.cifar10.lo": 48.0, "acc.cifar10.hi": 52.0, "gain_recovered.cifar10": g} for i, g in enumerate(gains)]
+    row = cells(summary_table([ConfigSummary("softnn", {}, ["0", "1", "2"], runs)], "cifar10"), "softnn")
+    lo, hi = stats.t.interval(0.95, 2, loc=sum(gains) / 3, scale=stats.sem(gains))
+    assert row["gain_recovered.cifar10"] == f"{sum(gains) / 3:.3f} [{lo:.3f}, {hi:.3f}]"
+    assert row["acc.cifar10"].startswith("51.00 [")  # over the seeds, not any one seed's Wilson bounds

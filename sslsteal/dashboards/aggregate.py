@@ -1,4 +1,5 @@
-"""Selecting runs, grouping them by fields, and aggregating repeated seeds as mean and Student-t interval.
+"""Selecting runs and grouping them by fields; a group's repeated seeds are aggregated with
+`sslsteal.core.stats.mean_interval` (mean and Student-t interval).
 
 A group is every selected run with the same values of the grouping fields and of every other configuration
 param (`attack.*`, `evaluate.*`, `defense.*`) but the attacker seed, so its runs differ only by their seed and
@@ -10,11 +11,8 @@ gives no interval.
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-
-from scipy import stats
 
 from sslsteal.dashboards.fields import as_number, same_value, value
 from sslsteal.orchestration.records import RunRecord
@@ -24,28 +22,6 @@ CONFIG_SECTIONS = ("attack.", "evaluate.", "defense.")
 """Param prefixes of a trial's resolved configuration (its sweep's searchable sections)."""
 NEUTRAL = ("evaluate.save_encoder", "evaluate.monitor_images")
 """Configuration params that change no metric (an artifact saved, a per-epoch monitor): never a confounder."""
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """Mean of n values and its confidence interval (lo, hi), None for a single value."""
-
-    n: int
-    mean: float
-    lo: float | None
-    hi: float | None
-
-
-def mean_interval(values: Iterable[float], confidence: float = 0.95) -> Estimate | None:
-    """Mean and two-sided Student-t interval of the mean of the non-NaN `values`; None when there are none."""
-    kept = [float(v) for v in values if not math.isnan(v)]
-    if not kept:
-        return None
-    mean = statistics.fmean(kept)
-    if len(kept) < 2:
-        return Estimate(1, mean, None, None)
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(kept) - 1)) * statistics.stdev(kept) / math.sqrt(len(kept))
-    return Estimate(len(kept), mean, mean - half, mean + half)
 
 
 def numbers(records: Iterable[RunRecord], field: str) -> list[float]:
@@ -59,15 +35,19 @@ def select(records: Iterable[RunRecord], experiment: str, kind: str, statuses: S
     list of allowed values)."""
 
     def keep(r: RunRecord) -> bool:
-        if r.experiment != experiment or (kind != "any" and r.kind != kind) or r.status not in statuses:
-            return False
-        for name, wanted in filters.items():
-            allowed = wanted if isinstance(wanted, list) else [wanted]
-            if not any(same_value(value(r, name), a) for a in allowed):
-                return False
-        return True
+        in_scope = r.experiment == experiment and (kind == "any" or r.kind == kind) and r.status in statuses
+        return in_scope and matches(r, filters)
 
     return [r for r in records if keep(r)]
+
+
+def matches(record: RunRecord, conditions: Mapping[str, object]) -> bool:
+    """Whether the run has, for every field of `conditions`, its value or one of its list of allowed values."""
+    for name, wanted in conditions.items():
+        allowed = wanted if isinstance(wanted, list) else [wanted]
+        if not any(same_value(value(record, name), a) for a in allowed):
+            return False
+    return True
 
 
 def label(raw: float | str | None) -> str:

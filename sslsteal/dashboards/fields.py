@@ -1,8 +1,9 @@
-"""Field names a dashboard may use, and reading them off a run.
+"""Field names a dashboard may use, the labels pages show for them, and reading them off a run.
 
 A field is a metric (`acc.cifar10`, named as in docs/architecture.md#metrics), a param (`params.attack.loss`), a
 tag (`tags.sslsteal.victim_device`) or a run attribute (`run.status`). Definitions are checked against this
-vocabulary so that a typo fails validation instead of rendering an empty column.
+vocabulary so that a typo fails validation instead of rendering an empty column; every field has a label
+(`stolen accuracy (CIFAR-10)`, `loss`) so that pages read like the paper rather than like the tracking store.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from collections.abc import Mapping
 from functools import cache
 
 from sslsteal.orchestration.records import RunRecord
@@ -27,17 +29,45 @@ OWNERSHIP_KEYS = (
     *("acc", "n", "p_chance", "private_loss", "public_loss", "n_private", "n_public", "private_loglik", "public_loglik", "sigma", "distance"),
 )
 
-METRICS = (
+METRIC_LABELS = {
     # trial runs: docs/architecture.md#metrics
-    *("queries_used", "acc.<dataset>", "acc.<dataset>.lo", "acc.<dataset>.hi"),
-    *("eval.test_images.<dataset>", "eval.val_images.<dataset>", "eval.fidelity_images", "eval.public_images"),
-    *("val_acc.<dataset>", "victim_acc.<dataset>", "random_acc.<dataset>", "random_acc.<dataset>.std"),
-    *("acc_ratio.<dataset>", "gain_recovered.<dataset>", "fidelity.cosine", "fidelity.l2", "watermark.acc"),
-    *("ownership.<test>.<key>", "legit_acc.<dataset>", "defense.detected_fraction", "cost.pow_hashes"),
-    *("train.loss", "val.knn_acc", "epoch", "time.steal_s", "time.eval_s", "time.ownership_s"),
+    "queries_used": "queries used",
+    "acc.<dataset>": "stolen accuracy (<dataset>)",
+    "acc.<dataset>.lo": "stolen accuracy (<dataset>), Wilson low",
+    "acc.<dataset>.hi": "stolen accuracy (<dataset>), Wilson high",
+    "eval.test_images.<dataset>": "probe test images (<dataset>)",
+    "eval.val_images.<dataset>": "validation images (<dataset>)",
+    "eval.fidelity_images": "fidelity images",
+    "eval.public_images": "public images",
+    "val_acc.<dataset>": "validation accuracy (<dataset>)",
+    "victim_acc.<dataset>": "victim accuracy (<dataset>)",
+    "random_acc.<dataset>": "random encoder accuracy (<dataset>)",
+    "random_acc.<dataset>.std": "random encoder accuracy sd (<dataset>)",
+    "acc_ratio.<dataset>": "stolen / victim accuracy (<dataset>)",
+    "gain_recovered.<dataset>": "gain recovered (<dataset>)",
+    "fidelity.cosine": "fidelity (cosine)",
+    "fidelity.l2": "fidelity (l2 distance)",
+    "watermark.acc": "watermark accuracy",
+    "ownership.<test>.<key>": "<test> <key>",
+    "legit_acc.<dataset>": "legitimate user's accuracy (<dataset>)",
+    "defense.detected_fraction": "detected fraction",
+    "cost.pow_hashes": "proof-of-work hashes",
+    "train.loss": "training loss",
+    "val.knn_acc": "k-NN validation accuracy",
+    "epoch": "epoch",
+    "time.steal_s": "steal time (s)",
+    "time.eval_s": "evaluation time (s)",
+    "time.ownership_s": "ownership tests time (s)",
     # sweep parents (sslsteal/sweep.py) and study runs (docs/optimize.md#tracking-mlflow)
-    *("trials.completed", "trials.failed", "trials.complete", "trials.pruned", "best.<objective>", "importance.<param>"),
-)
+    "trials.completed": "trials completed",
+    "trials.failed": "trials failed",
+    "trials.complete": "trials complete",
+    "trials.pruned": "trials pruned",
+    "best.<objective>": "best <objective>",
+    "importance.<param>": "importance of <param>",
+}
+"""Every metric a dashboard may name, with the label its columns, axes and legends show unless a definition gives one."""
+METRICS = tuple(METRIC_LABELS)
 PARAM_SECTIONS = ("attack", "evaluate", "defense", "optuna")
 """Trial params are the flattened resolved config: `attack.*`, `evaluate.*`, `defense.*` (and `optuna.*` in studies)."""
 PARENT_PARAMS = ("trials", "victim", "objective", "direction", "storage", "budget", "study")
@@ -56,8 +86,30 @@ TAGS = (
     *("sslsteal.optuna_trial", "sslsteal.optuna_state", "sslsteal.study", "sslsteal.budgets", "sslsteal.trials_per_budget"),
     *("mlflow.parentRunId", "mlflow.runName", "best.trial", "best.loss", "best.<param>"),
 )
-RUN_ATTRIBUTES = ("id", "name", "experiment", "status", "start", "end", "duration_s", "attempt")
-"""`run.attempt` is the attempt number of a trial (1 = no retry), the suffix of its `sslsteal.account` tag."""
+RUN_ATTRIBUTES = {
+    "id": "run id",
+    "name": "run",
+    "experiment": "experiment",
+    "status": "status",
+    "start": "started",
+    "end": "ended",
+    "duration_s": "duration (s)",
+    "attempt": "attempt",
+}
+"""Run attributes and their labels; `run.attempt` is the attempt number of a trial (1 = no retry), the suffix of its
+`sslsteal.account` tag."""
+PARAM_LABELS = {
+    "attack.query_data": "query data",
+    "attack.seed": "attacker seed",
+    "attack.lr": "learning rate",
+    "attack.loss_params.temperature": "temperature",
+    "defense.name": "defense",
+    "defense.mean": "noise mean",
+    "defense.mean_big": "noise mean",
+    "defense.sigma": "noise sigma",
+}
+"""Params whose last key alone would not say what they are; any other param is labelled by its last key."""
+OWNERSHIP_KEY_LABELS = {"p_value": "p-value", "victim_p": "victim's p-value", "victim_score": "victim's score", "reference_sd": "reference sd"}
 NUMERIC_RUN_ATTRIBUTES = ("duration_s", "attempt")
 
 _PIECES = {
@@ -118,6 +170,68 @@ def check_field(name: str, *, template: bool = False) -> str:
     if _pattern(METRICS, template).match(name):
         return name
     raise ValueError(f"unknown field '{name}'{_suggest(name, METRICS)}")
+
+
+def field_label(name: str, labels: Mapping[str, str] | None = None) -> str:
+    """How a page names a field: the definition's own label (`labels`, keyed by the field or its `<dataset>`
+    template), else the vocabulary's (`acc.cifar10` -> `stolen accuracy (CIFAR-10)`, `params.attack.loss` -> `loss`)."""
+    labels = labels or {}
+    if name in labels:
+        return labels[name]
+    if name.startswith("params."):
+        return param_label(name.removeprefix("params."))
+    if name.startswith("tags."):
+        key = name.removeprefix("tags.").removeprefix("sslsteal.").removeprefix("mlflow.")
+        return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", key).replace(".", " ").replace("_", " ").lower()
+    if name.startswith("run."):
+        return RUN_ATTRIBUTES.get(name.removeprefix("run."), name)
+    for pattern, template in _metric_patterns():
+        found = pattern.match(name)
+        if found:
+            parts = found.groupdict()
+            if "dataset" in parts:  # a definition's label for the `<dataset>` template
+                start, end = found.span("dataset")
+                template = labels.get(name[:start] + DATASET + name[end:], template)
+            for piece, raw in parts.items():
+                template = template.replace(f"<{piece}>", _piece_label(piece, raw))
+            return template
+    return name
+
+
+def param_label(key: str) -> str:
+    """A param's label: `PARAM_LABELS`, else its last key in words (`attack.batch_size` -> `batch size`)."""
+    return PARAM_LABELS.get(key, key.rsplit(".", 1)[-1].replace("_", " "))
+
+
+def dataset_name(name: str) -> str:
+    """A dataset as its declaration writes it (`cifar10` -> `CIFAR-10`, the word before the description's colon)."""
+    info = DATASETS.get(name)
+    head = info.description.split(":", 1)[0] if info else ""
+    return head if head and " " not in head else name
+
+
+def _piece_label(piece: str, raw: str) -> str:
+    """A placeholder's value in a label: a dataset's name, an ownership test or key in words, a field's own label."""
+    if piece == "dataset":
+        return dataset_name(raw)
+    if piece == "key":
+        return OWNERSHIP_KEY_LABELS.get(raw, raw.replace("_", " "))
+    if piece == "objective":
+        return field_label(raw)
+    if piece == "param":
+        return param_label(raw)
+    return raw.replace("_", " ")
+
+
+@cache
+def _metric_patterns() -> list[tuple[re.Pattern[str], str]]:
+    """Each metric of the vocabulary as a regex naming its placeholders' values, with its label template."""
+    out = []
+    for name, template in METRIC_LABELS.items():
+        parts = re.split(r"<([a-z]+)>", name)  # literal, placeholder, literal, ...
+        regex = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>{_PIECES[f'<{p}>']})" for i, p in enumerate(parts))
+        out.append((re.compile(regex + r"\Z"), template))
+    return out
 
 
 def is_numeric(name: str) -> bool:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-from sslsteal.dashboards.aggregate import Estimate, confounders, group, mean_interval, numbers
+from sslsteal.core.stats import Estimate, mean_interval
+from sslsteal.dashboards.aggregate import confounders, group, numbers
 from sslsteal.dashboards.fields import as_number, default_format, value
 from sslsteal.dashboards.paper import lookup
 from sslsteal.dashboards.render import Context, attrs, estimate_cell, estimate_text, note, table
@@ -15,9 +16,9 @@ from sslsteal.dashboards.svg import Axes, Curve, Point, plot
 from sslsteal.orchestration.records import RunRecord, StudyRecord
 
 
-def _curve_name(series: str | None, spec: Series, several: bool) -> str:
+def _curve_name(series: str | None, spec: Series, several: bool, context: Context) -> str:
     """The series value, the y field's label when there is no series, or both when the panel plots several fields."""
-    y = spec.label or spec.field
+    y = spec.label or context.label(spec.field)
     if series is None:
         return y
     return f"{series} · {y}" if several else series
@@ -44,15 +45,15 @@ def line_curves(panel: LinePanel, records: Sequence[RunRecord], context: Context
                 est = mean_interval(numbers(at_x.records, spec.field), context.confidence)
                 if x is None or est is None:
                     continue
-                tip = f"{series or spec.field}, {panel.x} = {x:g}: {estimate_text(est, fmt)} (n = {est.n})"
+                tip = f"{series or context.label(spec.field)}, {context.label(panel.x)} = {x:g}: {estimate_text(est, fmt)} (n = {est.n})"
                 points.append(Point(x, est.mean, est.n, est.lo, est.hi, tip=tip))
                 paper += [Point(x, p.value, tip=f"{p.cite()}: {format(p.value, fmt)}") for p in lookup(context.paper, at_x.records, spec.field)]
             if points:
-                curves.append(Curve(_curve_name(series, spec, len(panel.y) > 1), points, paper))
+                curves.append(Curve(_curve_name(series, spec, len(panel.y) > 1, context), points, paper))
     return curves
 
 
-def values_table(curves: Sequence[Curve], x_field: str, y_field: str) -> str:
+def values_table(curves: Sequence[Curve], x_field: str, y_field: str, context: Context) -> str:
     """The numbers behind a plot (series, x, mean [interval], paper), in a collapsed table."""
     fmt = default_format(y_field)
     rows = []
@@ -62,7 +63,8 @@ def values_table(curves: Sequence[Curve], x_field: str, y_field: str) -> str:
             cell = estimate_cell(y_field, Estimate(p.n, p.y, p.y_lo, p.y_hi), fmt)
             row = f"<td>{escape(c.name)}</td><td class='num'>{p.x:g}</td>{cell}<td class='num'>{paper}</td>"
             rows.append(f"<tr{attrs({'data-series': c.name, 'data-x': repr(p.x)})}>{row}</tr>")
-    return f"<details><summary>values</summary>{table(['series', x_field, y_field, 'paper'], rows, {'class': 'data plot-values'})}</details>"
+    header = ["series", context.label(x_field), context.label(y_field), "paper"]
+    return f"<details><summary>values</summary>{table(header, rows, {'class': 'data plot-values'})}</details>"
 
 
 def line_panel(panel: LinePanel, records: Sequence[RunRecord], context: Context) -> str:
@@ -70,11 +72,12 @@ def line_panel(panel: LinePanel, records: Sequence[RunRecord], context: Context)
     fields = ", ".join(s.field for s in panel.y)
     if not curves:
         return note(f"no values of {fields} against {panel.x} in these runs", "empty")
-    y_label = panel.y_label or ", ".join(s.label or s.field for s in panel.y)
+    y_label = panel.y_label or ", ".join(s.label or context.label(s.field) for s in panel.y)
     split, within = series_fields(panel, any(s.split for s in panel.y))
-    legend = ", ".join([*split, *confounders(records, [*split, *within])])  # what the series names are made of
-    axes = Axes(panel.x_label or panel.x, y_label, panel.log_x, panel.log_y, [(h.y, h.label) for h in panel.hlines], legend_title=legend)
-    return plot(curves, axes, panel.title) + values_table(curves, panel.x, panel.y[0].field)
+    legend = ", ".join(map(context.label, [*split, *confounders(records, [*split, *within])]))  # what the series names are made of
+    hlines = [(h.y, h.label) for h in panel.hlines]
+    axes = Axes(panel.x_label or context.label(panel.x), y_label, panel.log_x, panel.log_y, hlines, legend_title=legend)
+    return plot(curves, axes, panel.title) + values_table(curves, panel.x, panel.y[0].field, context)
 
 
 def scatter_panel(panel: ScatterPanel, records: Sequence[RunRecord], context: Context) -> str:
@@ -82,6 +85,7 @@ def scatter_panel(panel: ScatterPanel, records: Sequence[RunRecord], context: Co
     both axes; the paper's point where one of its rows gives both x and y for the same runs."""
     fields = list(dict.fromkeys(f for f in [*panel.points, panel.series, panel.label] if f))
     fx, fy = default_format(panel.x), default_format(panel.y)
+    x_label, y_label = panel.x_label or context.label(panel.x), panel.y_label or context.label(panel.y)
     curves: dict[str, Curve] = {}
     for g in group(records, fields):
         x = mean_interval(numbers(g.records, panel.x), context.confidence)
@@ -89,17 +93,18 @@ def scatter_panel(panel: ScatterPanel, records: Sequence[RunRecord], context: Co
         if x is None or y is None:
             continue
         text = g.values[panel.label] if panel.label else ""
-        where = ", ".join(f"{k} = {v}" for k, v in g.values.items())
-        tip = f"{where}: {panel.x} {estimate_text(x, fx)}, {panel.y} {estimate_text(y, fy)} (n = {y.n})"
-        name = g.values[panel.series] if panel.series else panel.y
+        where = ", ".join(f"{context.label(k)} = {v}" for k, v in g.values.items())
+        tip = f"{where}: {x_label} {estimate_text(x, fx)}, {y_label} {estimate_text(y, fy)} (n = {y.n})"
+        name = g.values[panel.series] if panel.series else y_label
         curve = curves.setdefault(name, Curve(name, []))
         curve.points.append(Point(x.mean, y.mean, y.n, y.lo, y.hi, x.lo, x.hi, text, tip))
         px, py = lookup(context.paper, g.records, panel.x), lookup(context.paper, g.records, panel.y)
         same_row = [(a, b) for a in px for b in py if (a.table, a.row) == (b.table, b.row)]
-        curve.paper.extend(Point(a.value, b.value, tip=f"{a.cite()}: {panel.x} {a.value:g}, {panel.y} {b.value:g}") for a, b in same_row)
+        curve.paper.extend(Point(a.value, b.value, tip=f"{a.cite()}: {x_label} {a.value:g}, {y_label} {b.value:g}") for a, b in same_row)
     if not curves:
         return note(f"no runs with both {panel.x} and {panel.y}", "empty")
-    axes = Axes(panel.x_label or panel.x, panel.y_label or panel.y, diagonal=panel.diagonal, connect=False, legend_title=panel.series or "")
+    legend = context.label(panel.series) if panel.series else ""
+    axes = Axes(x_label, y_label, diagonal=panel.diagonal, connect=False, legend_title=legend)
     return plot(list(curves.values()), axes, panel.title)
 
 

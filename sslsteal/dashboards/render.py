@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 
-from sslsteal.dashboards.aggregate import Estimate, Group, group, label, mean_interval, numbers
-from sslsteal.dashboards.fields import DATASET, default_format, expand, is_numeric, value
+from sslsteal.core.stats import Estimate, mean_interval
+from sslsteal.dashboards.aggregate import Group, group, label, numbers
+from sslsteal.dashboards.fields import default_format, expand, field_label, is_numeric, value
 from sslsteal.dashboards.paper import PaperValue, lookup
 from sslsteal.dashboards.spec import PaperTable, TablePanel
 from sslsteal.orchestration.records import RunRecord, StudyRecord
@@ -21,10 +22,16 @@ from sslsteal.orchestration.records import RunRecord, StudyRecord
 
 @dataclass(frozen=True)
 class Context:
-    """What every panel of a dashboard needs: the paper tables it cites and the interval's confidence level."""
+    """What every panel of a dashboard needs: the paper tables it cites, the interval's confidence level and the
+    labels its definition gives fields."""
 
     paper: list[PaperTable]
     confidence: float
+    labels: Mapping[str, str]
+
+    def label(self, field: str) -> str:
+        """The field as this page names it (`fields.field_label`)."""
+        return field_label(field, self.labels)
 
 
 def attrs(values: Mapping[str, object]) -> str:
@@ -72,32 +79,29 @@ class ColumnPlan:
     fmt: str
 
 
-def plan_columns(panel: TablePanel, records: Sequence[RunRecord]) -> tuple[list[ColumnPlan], list[str]]:
-    """Every column with `<dataset>` templates expanded to the datasets the runs logged; and the fields no run has."""
+def plan_columns(panel: TablePanel, records: Sequence[RunRecord], context: Context) -> tuple[list[ColumnPlan], list[str]]:
+    """Every column with `<dataset>` templates expanded to the datasets the runs logged, headed by its label (a
+    column's own label of a template gets the dataset's name); and the fields no run has."""
     out, absent = [], []
     for column in panel.columns:
         names = expand(column.field, list(records))
         if not any(value(r, name) is not None for r in records for name in names):
             absent.append(column.field)
-        for name in names:
-            header = column.label or name
-            if DATASET in column.field:  # the template's label with the dataset filled in
-                head, _, tail = column.field.partition(DATASET)
-                header = (column.label or column.field).replace(DATASET, name[len(head) : len(name) - len(tail)])
-            out.append(ColumnPlan(name, header, column.format or default_format(name)))
+        labels = {**context.labels, column.field: column.label} if column.label else context.labels
+        out += [ColumnPlan(name, field_label(name, labels), column.format or default_format(name)) for name in names]
     return out, absent
 
 
 def table_panel(panel: TablePanel, records: Sequence[RunRecord], context: Context, selection: Mapping[str, object]) -> str:
     """Rows grouped by the row fields (runs, seeds, then each column's mean [interval] and the paper's value), or,
     with `aggregate: none`, one row per run. `selection` (which runs were used) goes into the table's attributes."""
-    columns, absent = plan_columns(panel, records)
+    columns, absent = plan_columns(panel, records, context)
     table_attrs = {"class": "data", "data-aggregate": panel.aggregate, "data-rows": json.dumps(panel.rows)}
     table_attrs |= {f"data-{k}": json.dumps(v) for k, v in selection.items()}
     missing = note(f"no run logged {', '.join(absent)}") if absent else ""
     if panel.aggregate == "none":
         rows = [_run_row(g, panel.rows, columns) for g in group(records, [*panel.rows, "run.id"], pooled=True)]
-        return table([*panel.rows, *(c.header for c in columns)], rows, table_attrs) + missing
+        return table([*map(context.label, panel.rows), *(c.header for c in columns)], rows, table_attrs) + missing
     with_seeds = any("attack.seed" in r.params for r in records)
     rows = []
     groups = group(records, panel.rows, pooled=panel.aggregate == "pooled")
@@ -108,7 +112,7 @@ def table_panel(panel: TablePanel, records: Sequence[RunRecord], context: Contex
         cells += [f'<td data-field="seeds">{escape(", ".join(g.seeds))}</td>'] if with_seeds else []
         cells += [_group_cell(g, c, context) for c in columns]
         rows.append(f"<tr{attrs({'data-group': json.dumps(g.values)})}>{''.join(cells)}</tr>")
-    header = [*row_fields, "runs", *(["seeds"] if with_seeds else []), *(c.header for c in columns)]
+    header = [*map(context.label, row_fields), "runs", *(["seeds"] if with_seeds else []), *(c.header for c in columns)]
     return table(header, rows, table_attrs) + missing
 
 

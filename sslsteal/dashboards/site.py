@@ -39,9 +39,14 @@ def page(title: str, body: str, built: str) -> str:
     )
 
 
-def _selection_text(n: int, kind: str, statuses: Sequence[str], filters: Mapping[str, object]) -> str:
+def _conditions(conditions: Mapping[str, object], context: Context) -> list[str]:
+    """`loss = mse`, `query data = cifar10:train or cifar10:test[:9000]`: filters or a paper row's match, labelled."""
+    return [f"{context.label(k)} = {' or '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in conditions.items()]
+
+
+def _selection_text(n: int, kind: str, statuses: Sequence[str], filters: Mapping[str, object], context: Context) -> str:
     runs = "runs of any kind" if kind == "any" else f"{kind} runs"
-    where = "".join(f"; {k} = {v}" for k, v in filters.items())
+    where = "".join(f"; {c}" for c in _conditions(filters, context))
     return f"{n} {'run' if n == 1 else 'runs'} used: {runs}, status {' or '.join(statuses)}{where}"
 
 
@@ -66,7 +71,7 @@ def _panel(
     statuses = panel.status or dashboard.status
     filters = dict(dashboard.filters) | dict(panel.filters or {})
     used = select(records, experiment, kind, statuses, filters)
-    text = _selection_text(len(used), kind, statuses, filters)
+    text = _selection_text(len(used), kind, statuses, filters, context)
     head = f'<div class="panel" data-kind="{panel.kind}"><h3>{escape(panel.title)}</h3><p class="selection">{escape(text)}</p>'
     if not used:
         return head + note("no runs match yet", "empty") + "</div>"
@@ -81,19 +86,19 @@ def _progress_html(p: Progress) -> str:
     return f'<p class="progress{partial}">{escape(p.text())}</p>'
 
 
-def _paper_section(keys: Sequence[str], tables: Sequence[PaperTable]) -> str:
+def _paper_section(keys: Sequence[str], context: Context) -> str:
     """The cited paper tables in full, with their source (table, page, location) and setup."""
-    if not tables:
+    if not context.paper:
         return ""
     out = [
         "<h2>Paper values</h2>",
         note("Dziedzic et al., ICML 2022, transcribed in dashboards/paper_values.yaml; shown beside ours where a row matches the same runs"),
     ]
-    for key, t in zip(keys, tables, strict=True):
+    for key, t in zip(keys, context.paper, strict=True):
         fields = list(dict.fromkeys(f for row in t.rows for f in row.values))
         rows = []
         for row in t.rows:
-            match = ", ".join(f"{k} = {v}" for k, v in row.match.items()) or "every run"
+            match = ", ".join(_conditions(row.match, context)) or "every run"
             cells = [f"<td>{escape(row.label)}</td><td>{escape(match)}</td>"] + [
                 f'<td class="num">{row.values[f]:g}</td>' if f in row.values else "<td></td>" for f in fields
             ]
@@ -101,7 +106,7 @@ def _paper_section(keys: Sequence[str], tables: Sequence[PaperTable]) -> str:
         page_text = f"page {t.page}" if t.page is not None else "page not given by the source text"
         out.append(f"<details><summary>Table {t.table} ({escape(key)}): {escape(t.caption)}</summary>")
         out.append(note(f"{t.location}; {page_text}. Setup: {t.setup}"))
-        out.append(table(["row", "matches", *fields], rows, {"class": "paper-table"}) + "</details>")
+        out.append(table(["row", "matches", *map(context.label, fields)], rows, {"class": "paper-table"}) + "</details>")
     return "\n".join(out)
 
 
@@ -109,8 +114,7 @@ def dashboard_page(
     slug: str, dashboard: Dashboard, paper: dict[str, PaperTable], records: Sequence[RunRecord], studies: Sequence[StudyRecord] | None, built: str
 ) -> str:
     """One dashboard: a section per experiment with its progress and panels, then the paper tables it cites."""
-    tables = [paper[k] for k in dashboard.paper]
-    context = Context(tables, dashboard.confidence)
+    context = Context([paper[k] for k in dashboard.paper], dashboard.confidence, dashboard.labels)
     body = ['<p><a href="index.html">all dashboards</a></p>', f"<h1>{escape(dashboard.title)}</h1>"]
     body += [note(dashboard.description, "description")] if dashboard.description else []
     for experiment in dashboard.experiments:
@@ -124,7 +128,7 @@ def dashboard_page(
         body.append(note(f"{len(runs)} runs in the experiment: " + ", ".join(f"{sum((r.kind or 'other') == k for r in runs)} {k}" for k in kinds)))
         body += [_panel(panel, dashboard, experiment, runs, studies, context) for panel in dashboard.panels]
         body.append("</section>")
-    body.append(_paper_section(dashboard.paper, tables))
+    body.append(_paper_section(dashboard.paper, context))
     return page(f"{dashboard.title} ({slug})", "\n".join(body), built)
 
 

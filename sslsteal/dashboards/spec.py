@@ -160,13 +160,16 @@ class Dashboard(Strict):
     confidence: float = Field(0.95, gt=0, lt=1)
     panels: list[Panel] = Field(min_length=1)
     paper: list[str] = []
+    labels: dict[TemplateFieldName, str] = {}
+    """Field -> how this page names it, over the vocabulary's label (`fields.field_label`)."""
 
 
 class PaperRow(Strict):
-    """One row of a paper table: which runs it describes (`match`: field -> value) and the paper's numbers."""
+    """One row of a paper table: which runs it describes (`match`: field -> value, or a list of allowed values) and
+    the paper's numbers."""
 
     label: str
-    match: dict[FieldName, Scalar] = {}
+    match: dict[FieldName, Scalar | list[Scalar]] = {}
     values: dict[FieldName, float]
 
 

@@ -15,6 +15,8 @@ from html import escape
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 WIDTH, HEIGHT = 760, 400
 LEFT, RIGHT, TOP, BOTTOM = 70, 200, 16, 48
+"""The plot area's margins; the right one holds the legend and grows with it."""
+NOTE_ONE_RUN = "one run: no interval"
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,11 @@ class Scale:
         return [round(k * step, 12) for k in range(first, math.floor(self.hi / step) + 1)]
 
 
+def _text_width(text: str, size: float) -> float:
+    """A generous estimate of `text`'s width in pixels at font `size` (SVG text does not wrap or report its width)."""
+    return 0.6 * size * len(text)
+
+
 def _fmt(v: float) -> str:
     return f"{v:g}"
 
@@ -99,11 +106,14 @@ def _values(curves: Sequence[Curve], axis: str) -> Iterator[float]:
 
 
 def plot(curves: Sequence[Curve], axes: Axes, title: str) -> str:
-    """An SVG element with every curve, its bands or bars, the paper's values, reference lines and a legend."""
+    """An SVG element with every curve, its bands or bars, the paper's values, reference lines and a legend, the
+    plot as wide as its legend needs (a long series name is never cut)."""
     sx = Scale(list(_values(curves, "x")), axes.log_x, LEFT, WIDTH - RIGHT)
     sy = Scale([*_values(curves, "y"), *(y for y, _ in axes.hlines)], axes.log_y, HEIGHT - BOTTOM, TOP)
+    legend_width = max([_text_width(axes.legend_title, 12), *(24 + _text_width(c.name, 11) for c in curves), 24 + _text_width(NOTE_ONE_RUN, 11)])
+    width = WIDTH + max(0, round(16 + legend_width + 8 - RIGHT))
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" viewBox="0 0 {width} {HEIGHT}" width="{width}" height="{HEIGHT}" '
         f'role="img" aria-label="{escape(title)}">',
         *_frame(sx, sy, axes),
     ]
@@ -208,7 +218,7 @@ def _legend(curves: Sequence[Curve], axes: Axes) -> list[str]:
         y += 18
     notes = []
     if any(p.n == 1 for c in curves for p in c.points):
-        notes.append(('<circle cx="{cx}" cy="{cy}" r="4" fill="white" stroke="#555" stroke-width="1.5"/>', "one run: no interval"))
+        notes.append(('<circle cx="{cx}" cy="{cy}" r="4" fill="white" stroke="#555" stroke-width="1.5"/>', NOTE_ONE_RUN))
     if any(c.paper for c in curves):
         notes.append(('<path d="M{cx},{top} L{right},{cy} L{cx},{bottom} L{left},{cy} Z" fill="none" stroke="#555" stroke-width="1.5"/>', "paper"))
     for shape, text in notes:

@@ -170,15 +170,6 @@ def linear_eval(encoder: nn.Module | Embed, task: ProbeData, device: torch.devic
     return probe(encoder, task, device).acc
 
 
-def wilson_interval(acc: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval (percent) of an accuracy measured on `n` images."""
-    from scipy.stats import binomtest
-
-    correct = round(acc * n / 100)
-    ci = binomtest(correct, n).proportion_ci(confidence_level=confidence, method="wilson")
-    return 100.0 * ci.low, 100.0 * ci.high
-
-
 def knn_accuracy(encoder: nn.Module | Embed, task: ProbeData, k: int = 20, device: torch.device | None = None) -> float:
     """Top-1 accuracy (percent) of a cosine k-NN majority vote over `task`'s train features: cheap enough to run every epoch."""
     train_x = F.normalize(torch.from_numpy(extract_features(encoder, task.train_images, device=device)), dim=1)

@@ -1,29 +1,19 @@
 """A sweep's closing summary: one line per configuration, its repeated attacker seeds aggregated as mean and 95% interval.
 
 Across seeds the interval is Student's t on the per-seed values (how much the attack varies with its seed);
-a configuration run with one seed shows the Wilson interval of its accuracy on the scored test images instead.
+a configuration run with one seed shows the Wilson interval of its accuracy on the scored test images instead,
+and its gain recovered over that same interval, so a copy a few tenths above its victim reads as the tie it is.
 """
 
 from __future__ import annotations
 
-import math
-import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sslsteal.core.stats import Estimate, mean_interval
+
 SEED_KEY = "attack.seed"
-
-
-def t_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high) of the mean of `values` under Student's t; low = high = mean for a single value."""
-    from scipy.stats import t
-
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, mean, mean
-    half = t.ppf(0.5 + confidence / 2, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
-    return mean, mean - half, mean + half
 
 
 @dataclass
@@ -35,14 +25,30 @@ class ConfigSummary:
     seeds: list[str] = field(default_factory=list)
     runs: list[Mapping[str, float]] = field(default_factory=list)
 
-    def aggregate(self, metric: str) -> tuple[float, float, float] | None:
-        """(mean, low, high) of `metric` over the seeds that logged it (Wilson bounds for a single `acc.*` run)."""
-        values = [float(m[metric]) for m in self.runs if metric in m and not math.isnan(float(m[metric]))]
-        if not values:
-            return None
-        if len(values) == 1 and f"{metric}.lo" in self.runs[0]:
-            return values[0], float(self.runs[0][f"{metric}.lo"]), float(self.runs[0][f"{metric}.hi"])
-        return t_interval(values)
+    def aggregate(self, metric: str) -> Estimate | None:
+        """Mean and t-interval of `metric` over the seeds that logged it; a single seed's `acc.*` or `gain_recovered.*`
+        gets the interval of its accuracy on the scored images (`single_run_interval`) where the run logged one."""
+        estimate = mean_interval(float(m[metric]) for m in self.runs if metric in m)
+        if estimate is None or estimate.n > 1 or len(self.runs) > 1:
+            return estimate
+        bounds = single_run_interval(self.runs[0], metric)
+        return Estimate(1, estimate.mean, *bounds) if bounds else estimate
+
+
+def single_run_interval(metrics: Mapping[str, float], metric: str) -> tuple[float, float] | None:
+    """One run's interval of `acc.<ds>` (the Wilson bounds it logged as `.lo`/`.hi`) or of `gain_recovered.<ds>`
+    (those bounds through (acc - random) / (victim - random), the victim and the random floor as measured)."""
+    kind, _, dataset = metric.partition(".")
+    lo, hi = metrics.get(f"acc.{dataset}.lo"), metrics.get(f"acc.{dataset}.hi")
+    if lo is None or hi is None:
+        return None
+    if kind == "acc":
+        return float(lo), float(hi)
+    victim, random = metrics.get(f"victim_acc.{dataset}"), metrics.get(f"random_acc.{dataset}")
+    if kind != "gain_recovered" or victim is None or random is None or victim == random:
+        return None
+    low, high = (lo - random) / (victim - random), (hi - random) / (victim - random)
+    return min(low, high), max(low, high)
 
 
 def group_by_config(trials: Iterable[tuple[Mapping[str, Any], Mapping[str, float]]], label: Any = None) -> list[ConfigSummary]:
@@ -67,12 +73,13 @@ def group_by_config(trials: Iterable[tuple[Mapping[str, Any], Mapping[str, float
     return out
 
 
-def _cell(value: tuple[float, float, float] | None, digits: int, seeds: int) -> str:
-    """Mean and interval; the mean alone only for one seed without a Wilson interval (seeds that tie show [m, m])."""
+def _cell(value: Estimate | None, digits: int) -> str:
+    """`mean [low, high]`, the mean alone where there is no interval, `-` where no seed logged the metric."""
     if value is None:
         return "-"
-    mean, lo, hi = value
-    return f"{mean:.{digits}f}" if seeds < 2 and lo == hi else f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+    if value.lo is None or value.hi is None:
+        return f"{value.mean:.{digits}f}"
+    return f"{value.mean:.{digits}f} [{value.lo:.{digits}f}, {value.hi:.{digits}f}]"
 
 
 def _ownership_cell(runs: list[Mapping[str, float]], test: str) -> str:
@@ -96,13 +103,16 @@ def summary_table(groups: list[ConfigSummary], dataset: str) -> str:
             [
                 g.label,
                 str(len(g.runs)),
-                _cell(g.aggregate(f"acc.{dataset}"), 2, len(g.runs)),
-                _cell(g.aggregate(f"gain_recovered.{dataset}"), 3, len(g.runs)),
-                _cell(g.aggregate("fidelity.cosine"), 3, len(g.runs)),
+                _cell(g.aggregate(f"acc.{dataset}"), 2),
+                _cell(g.aggregate(f"gain_recovered.{dataset}"), 3),
+                _cell(g.aggregate("fidelity.cosine"), 3),
             ]
             + [_ownership_cell(g.runs, t) for t in tests]
         )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
-    note = "mean [95% t-interval over seeds]; one seed: Wilson interval of the accuracy on the scored test images"
-    return "\n".join([*lines, note])
+    notes = [
+        "mean [95% interval]: Student's t over the seeds; one seed: Wilson's on its scored test images (its gain through the same bounds)",
+        "gain recovered: 1 is the victim's accuracy, 0 a random encoder's; an interval that holds 1 is a tie with the victim",
+    ]
+    return "\n".join([*lines, *notes])
