@@ -82,3 +82,37 @@ def test_knockoff_learns_the_victims_labels_from_paid_predictions(tiny: tuple) -
     test = task.test.images
     agree = (copy(test.float() / 255).argmax(1) == target(test.float() / 255).argmax(1)).float().mean().item()
     assert agree > 0.5
+
+
+def test_a_run_with_evaluate_transfer_logs_every_source_and_pays_the_knockoffs_queries() -> None:
+    from sslsteal.pipeline.steal import run_steal
+    from sslsteal.specs.base import parse
+    from sslsteal.specs.steal import StealSpec
+
+    spec = parse(
+        StealSpec,
+        {
+            "victim": tiny_victim_spec(),
+            "attack": {"loss": "mse", "queries": 300, "query_data": "synthetic:train", "steps": 100},
+            "evaluate": {"transfer": {"epsilons": [0.03, 0.1], "images": 150}},
+        },
+    )
+    metrics = run_steal(spec, progress=False)["metrics"]
+    assert metrics["transfer.knockoff.queries_used"] == 300 == metrics["queries_used"]  # the same budget, its own account
+    for source in ("stolen", "knockoff", "random"):
+        assert 0 < metrics[f"transfer.fgsm.{source}.images"] <= 150
+        assert 0.0 <= metrics[f"transfer.fgsm.{source}.0.03"] <= metrics[f"transfer.fgsm.{source}.0.1"] + 0.1 and metrics[f"transfer.fgsm.{source}.0.1"] <= 1.0
+    assert metrics["time.transfer_s"] > 0
+
+
+def test_transfer_options_are_checked() -> None:
+    from sslsteal.specs.base import ConfigError, parse
+    from sslsteal.specs.evaluate import EvaluateSpec
+
+    for bad, key in (
+        ({"epsilons": [0.0]}, "transfer.epsilons"),
+        ({"sources": ["stolen", "stolen"]}, "transfer.sources"),
+        ({"sources": ["oracle"]}, "transfer.sources"),
+    ):
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            parse(EvaluateSpec, {"transfer": bad})

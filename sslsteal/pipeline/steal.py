@@ -85,8 +85,9 @@ def evaluate_stolen(
 
     `baselines` may hold `victim_acc.<ds>` and `random_acc.<ds>` already measured for this pool (a sweep's driver passes them).
     """
+    from sslsteal.core.stats import wilson_interval
     from sslsteal.evaluation.baselines import baselines as measure_baselines
-    from sslsteal.evaluation.probe import extract_features, fidelity, probe, probe_data, wilson_interval
+    from sslsteal.evaluation.probe import extract_features, fidelity, probe, probe_data
     from sslsteal.evaluation.protocol import check_disjoint
     from sslsteal.specs.protocol import other_split
 
@@ -203,8 +204,11 @@ def steal_and_evaluate(
     baselines: Mapping[str, float] | None = None,
     progress: bool = False,
     on_epoch: EpochCallback | None = None,
+    knockoff_query: Embed | None = None,
 ) -> tuple[StolenModel, dict[str, float]]:
-    """Everything after the victim is known: steal through `query` within the budget, evaluate, run ownership tests."""
+    """Everything after the victim is known: steal through `query` within the budget, evaluate, run ownership tests,
+    and with `evaluate.transfer` the FGSM transfer (its knockoff buys answers through `knockoff_query`, a separate
+    account; the victim's undefended representations when None)."""
     from sslsteal.pipeline.suspect import suspect_module
 
     budgeted = BudgetedQuery(query, spec.attack.queries)
@@ -233,6 +237,12 @@ def steal_and_evaluate(
         )
     )
     metrics.update({"queries_used": float(budgeted.used), "time.steal_s": steal_s, "time.ownership_s": time.perf_counter() - start})
+    if ev.transfer is not None:
+        from sslsteal.pipeline.transfer import transfer_metrics
+
+        start = time.perf_counter()
+        metrics.update(transfer_metrics(spec, stolen, victim, knockoff_query or victim.embed, device))
+        metrics["time.transfer_s"] = time.perf_counter() - start
     return stolen, metrics
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 from pydantic import Field, field_validator
 
 from sslsteal.core.registry import Registry
@@ -39,6 +41,36 @@ class ProbeSpec(StrictModel):
         return base + (f"|minus={pool}" if pool is not None and pool.overlap(parse_ref(f"{dataset}:test")) else "")
 
 
+TransferSource = Literal["stolen", "knockoff", "random"]
+
+
+def _all_sources() -> list[TransferSource]:
+    return ["stolen", "knockoff", "random"]
+
+
+class TransferSpec(StrictModel):
+    """FGSM transferability (appendix A.2): examples crafted on each source classifier for scored test images it
+    classifies correctly, scored on the victim's encoder with the victim's own linear head."""
+
+    epsilons: list[Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=lambda: [0.01, 0.02, 0.03, 0.05, 0.1], min_length=1, description="FGSM step sizes in [0, 1] pixel units"
+    )
+    images: int = Field(1000, gt=0, description="downstream test images (outside the query pool) the examples are crafted from")
+    sources: list[TransferSource] = Field(
+        default_factory=_all_sources,
+        min_length=1,
+        description="stolen: the copy with its own probe head; knockoff: a classifier trained on the victim's predictions for "
+        "the same paid queries (its own account); random: a random encoder with its own head",
+    )
+
+    @field_validator("sources")
+    @classmethod
+    def _distinct(cls, names: list[TransferSource]) -> list[TransferSource]:
+        if len(set(names)) != len(names):
+            raise ValueError(f"each source once, got {names}")
+        return names
+
+
 class EvaluateSpec(StrictModel):
     """What to measure on the stolen encoder."""
 
@@ -59,6 +91,9 @@ class EvaluateSpec(StrictModel):
     )
     legit: bool = Field(False, description="also measure legit_acc: a legitimate user's accuracy through the same defense")
     save_encoder: bool = Field(False, description="sweeps: also log the stolen encoder (a `steal --save-encoder` file) as an MLflow artifact")
+    transfer: TransferSpec | None = Field(
+        None, description="FGSM transferability on the first downstream dataset (transfer.fgsm.<source>.<eps>); off when null"
+    )
     monitor_images: int = Field(
         0, ge=0, description="downstream train-split images for a per-epoch k-NN accuracy (val.knn_acc, with half as many scored), for pruning; 0 = off"
     )
