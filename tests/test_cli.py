@@ -73,6 +73,17 @@ def test_usage_error_exit_code_from_the_console_script(tmp_path: Path) -> None:
     assert proc.returncode == 2
 
 
+def test_validate_into_a_closed_pipe_exits_quietly() -> None:
+    """`sslsteal validate FILE | head` whose reader has gone: exit 141 as a shell tool would, and no traceback."""
+    sweep = Path(__file__).resolve().parents[1] / "sweeps" / "quickstart.yaml"
+    proc = subprocess.Popen([sys.executable, "-m", "sslsteal.cli", "validate", str(sweep)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before the command writes: its first write meets a closed pipe
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141, err
+    assert err == ""
+
+
 def test_steal_on_synthetic_prints_a_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = _write(tmp_path, _run(tmp_path, {"loss": "mse", "queries": 500, "query_data": "synthetic:train", "epochs": 2}))
     out_json = tmp_path / "result.json"
