@@ -193,7 +193,7 @@ def _fake_trials(study: optuna.Study, plan: OptimizePlan, values: list[tuple[str
 
 
 def test_a_second_invocation_loads_the_same_study_and_refuses_a_changed_sweep(tmp_path: Path) -> None:
-    from sslsteal.orchestration.studies import load_studies, prepare_study
+    from sslsteal.orchestration.studies import COVER, load_studies, prepare_study
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     plan = plan_optimize(_write(tmp_path, _sweep(storage=url, cover=["attack.loss"])))
@@ -209,6 +209,10 @@ def test_a_second_invocation_loads_the_same_study_and_refuses_a_changed_sweep(tm
     prepare_study(plan, again, 200, "victim-a")
     states = [t.state.name for t in again.trials]
     assert states == ["FAIL", "WAITING", "WAITING"], states  # the stale trial failed; its cover point enqueued anew
+    cover = [t.user_attrs[COVER] for t in again.trials]
+    assert cover == [cover[0], cover[1], cover[0]] and cover[0] != cover[1]
+    prepare_study(plan, load_studies(plan, storage)[200][0], 200, "victim-a")  # a third invocation: every point is held
+    assert len(again.trials) == 3
     with pytest.raises(ConfigError, match="different victim"):
         prepare_study(plan, again, 200, "victim-b")
     changed = plan_optimize(_write(tmp_path, _sweep(storage=url)), ["attack.lr={loguniform: [1.0e-3, 1.0e-2]}"])

@@ -10,7 +10,7 @@ import yaml
 from conftest import REPO
 
 from sslsteal.cli import main
-from sslsteal.orchestration.summary import t_interval
+from sslsteal.core.stats import mean_interval
 from sslsteal.orchestration.tracking import Tracker
 
 pytestmark = pytest.mark.slow
@@ -78,7 +78,9 @@ def test_sweep_logs_one_child_per_trial(cifar_root: Path, tmp_path: Path, mlflow
     # the closing summary: one line per loss, its two seeds as mean [95% t-interval], recomputed here
     for loss in ("mse", "softnn"):
         accs = [c.data.metrics["acc.cifar10"] for c in children if c.data.params["attack.loss"] == loss]
-        mean, lo, hi = t_interval(accs)
+        est = mean_interval(accs)
+        assert est is not None and est.lo is not None and est.hi is not None
+        mean, lo, hi = est.mean, est.lo, est.hi
         line = next(line for line in out.splitlines() if line.startswith(f"direct-{loss}-q300-cifar10:test[:8000]-noise"))
         assert f"{mean:.2f} [{lo:.2f}, {hi:.2f}]" in line and line.split()[1] == "2", line
     # and how to open them: the dashboards of this experiment, and the server's runs table of it (no `mlflow ui` needed)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -157,18 +159,60 @@ def test_default_sqlite_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     assert mlflow == f"mlflow ui --backend-store-uri {tracker.uri}  then  http://127.0.0.1:5000/#/experiments/{experiment_id}/runs"
 
 
-def test_background_metrics_are_all_logged_by_close(tracker: Tracker, name: str) -> None:
-    run = tracker.child(tracker.start_parent(name, "sweep", "sweep"), "trial", "trial")
-    epochs = tracker.background(run)
-    for step in range(50):
-        epochs.log({"train.loss": 1.0 / (step + 1)}, step=step)  # returns at once; the thread sends them
-    epochs.close()
+def test_async_metrics_return_while_the_store_is_locked_and_are_all_stored_by_wait(tmp_path: Path) -> None:
+    """Per-epoch metrics go through MLflow's asynchronous logging: logging returns while the SQLite store cannot be
+    written (a synchronous write would wait for the lock, up to MLflow's 20 s busy timeout), and every epoch is
+    stored once the returned operations are waited on."""
+    database = tmp_path / "mlflow.db"
+    tracker = Tracker(f"sqlite:///{database}")
+    run = tracker.child(tracker.start_parent("async", "sweep", "sweep"), "trial", "trial")
+    lock = sqlite3.connect(database, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")  # no other connection writes until this transaction ends
+    try:
+        started = time.monotonic()
+        pending = [tracker.log_metrics(run, {"train.loss": 1.0 / (step + 1)}, step=step, synchronous=False) for step in range(50)]
+        elapsed = time.monotonic() - started
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert elapsed < 5.0, elapsed
+    for operations in pending:
+        assert operations is not None
+        operations.wait()
     history = tracker.client.get_metric_history(run, "train.loss")
     assert sorted((m.step, m.value) for m in history) == [(step, 1.0 / (step + 1)) for step in range(50)]
 
 
-def test_background_metrics_report_a_failed_request(tracker: Tracker) -> None:
-    epochs = tracker.background("0" * 32)  # no such run: the server refuses the batch
-    epochs.log({"train.loss": 1.0}, step=0)
-    with pytest.raises(RuntimeError, match="logging metrics to MLflow failed"):
-        epochs.close()
+def test_async_metrics_raise_a_failed_request_on_wait(tmp_path: Path) -> None:
+    from mlflow.exceptions import MlflowException
+
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    operations = tracker.log_metrics("0" * 32, {"train.loss": 1.0}, step=0, synchronous=False)  # no such run: returns anyway
+    assert operations is not None
+    with pytest.raises(MlflowException, match="0" * 32):
+        operations.wait()
+
+
+def test_batches_beyond_mlflow_request_limits_are_all_logged(tracker: Tracker, name: str) -> None:
+    """More params, tags and metrics than one MLflow request may carry: MLflow's client splits them, nothing is lost."""
+    from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
+
+    params = {f"p{i}": i for i in range(MAX_PARAMS_TAGS_PER_BATCH + 20)}
+    tags = {f"t{i}": str(i) for i in range(MAX_PARAMS_TAGS_PER_BATCH + 20)}
+    metrics = {f"m{i}": float(i) for i in range(MAX_METRICS_PER_BATCH + 20)}
+    run = tracker.child(tracker.start_parent(name, "sweep", "sweep"), "trial", "trial", params=params)
+    tracker.set_tags(run, tags)
+    tracker.log_metrics(run, metrics)
+    data = tracker.client.get_run(run).data
+    assert data.params == {k: str(v) for k, v in params.items()}
+    assert {k: data.tags.get(k) for k in tags} == tags and data.metrics == metrics
+
+
+def test_killed_if_raised_ends_the_run_killed_only_when_the_block_raises(tracker: Tracker, name: str) -> None:
+    parent = tracker.start_parent(name, "sweep", "sweep")
+    with tracker.killed_if_raised(parent):
+        pass
+    assert tracker.client.get_run(parent).info.status == "RUNNING"
+    with pytest.raises(KeyboardInterrupt), tracker.killed_if_raised(parent):
+        raise KeyboardInterrupt
+    assert tracker.client.get_run(parent).info.status == "KILLED"

@@ -11,6 +11,9 @@ from sslsteal.specs.optimize import OptimizePlan, cover_points
 
 log = logging.getLogger(__name__)
 
+COVER = "sslsteal.cover"
+"""User attribute of a trial enqueued for a `cover` point: the point, so an interrupted attempt is enqueued again."""
+
 
 def open_storage(url: str) -> Any:
     """An Optuna RDBStorage (tables created on first use; a SQLite file's folder is created)."""
@@ -51,7 +54,8 @@ def _refuse_mismatch(plan: OptimizePlan, study: Any, wanted: dict[str, Any]) -> 
 
 def prepare_study(plan: OptimizePlan, study: Any, budget: int, victim_key: str) -> None:
     """Refuse a study made against another victim; record what the study was made from; mark trials an interrupted
-    invocation left RUNNING as failed (one driver per study at a time); enqueue the `cover` points not tried yet."""
+    invocation left RUNNING as failed (one driver per study at a time) and enqueue again the cover points among
+    them; enqueue the `cover` points the study never held."""
     from optuna.trial import TrialState
 
     wanted = {"sslsteal.fingerprint": plan.fingerprint(), "sslsteal.victim": victim_key, "sslsteal.budget": budget}
@@ -62,15 +66,16 @@ def prepare_study(plan: OptimizePlan, study: Any, budget: int, victim_key: str) 
     stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for t in stale:
         study.tell(t.number, state=TrialState.FAIL)
+        if COVER in t.user_attrs:  # skip_if_exists below would count the failed attempt as the point's trial
+            study.enqueue_trial(t.user_attrs[COVER], user_attrs={COVER: t.user_attrs[COVER]})
     if stale:
         log.warning("study %s: %d trials left running by an interrupted invocation marked failed", study.study_name, len(stale))
-    live = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.FAIL]
-    for point in cover_points(plan):
-        if not any(all(t.system_attrs.get("fixed_params", t.params).get(k) == v for k, v in point.items()) for t in live):
-            study.enqueue_trial(point)
+    for point in cover_points(plan):  # Optuna skips a point an earlier trial was enqueued with, whatever its state
+        study.enqueue_trial(point, user_attrs={COVER: point}, skip_if_exists=True)
 
 
 def finished_trials(study: Any) -> list[Any]:
+    """The study's trials that ended COMPLETE or PRUNED: the ones `optimize.trials_per_budget` counts."""
     from optuna.trial import TrialState
 
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))

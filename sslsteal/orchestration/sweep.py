@@ -40,6 +40,7 @@ def run_sweep(
     """Run one Tune trial per configuration against the shared victim; returns Tune's ResultGrid."""
     from ray import tune
 
+    from sslsteal.orchestration.tune_run import fit, new_tuner
     from sslsteal.orchestration.tune_space import to_param_space
     from sslsteal.specs.base import ConfigError
 
@@ -72,24 +73,17 @@ def run_sweep(
         if previous is not None:
             tuner = tune.Tuner.restore(str(experiment), trainable, resume_errored=True, param_space=param_space)
         else:
-            run_config = tune.RunConfig(
-                name=experiment.name,
-                storage_path=str(root),
-                failure_config=tune.FailureConfig(max_failures=spec.run.max_failures),
-                callbacks=[close_trial_runs(tracker.uri, parent)],
-                verbose=1 if progress else 0,
-            )
-            tune_config = tune.TuneConfig(
+            tuner = new_tuner(
+                trainable,
+                param_space=param_space,
+                folder=experiment,
+                run=spec.run,
                 num_samples=spec.run.num_samples,
-                max_concurrent_trials=spec.run.max_concurrent_trials,
-                reuse_actors=True,  # one worker process per slot: imports and checkpoints loaded once, not per trial
+                tracker=tracker,
+                parent=parent,
+                progress=progress,
             )
-            tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
-        try:
-            results = tuner.fit()
-        except BaseException:
-            tracker.finish(parent, "KILLED")
-            raise
+        results = fit(tuner, tracker, parent)
     finally:
         driver.stop()
     done = completed(results)
@@ -101,26 +95,3 @@ def run_sweep(
 def completed(results: Any) -> int:
     """Trials of a ResultGrid that ran to their final report (an interrupted sweep has fewer than planned)."""
     return sum(r.error is None and "queries_used" in (r.metrics or {}) for r in results)
-
-
-def close_trial_runs(tracking_uri: str, parent: str) -> Any:
-    """A Tune callback (driver side) that ends a trial's child run left RUNNING: KILLED when Tune stopped the trial
-    early (a scheduler's pruning), FAILED when it failed for good; runs the trial finished itself are left alone."""
-    from ray import tune
-
-    from sslsteal.orchestration.tracking import Tracker
-
-    class CloseTrialRuns(tune.Callback):
-        def _close(self, trial: Any, status: str) -> None:
-            tracker = Tracker(tracking_uri)
-            run = tracker.find_child(parent, trial.trial_id)
-            if run is not None and run.info.status == "RUNNING":
-                tracker.finish(run.info.run_id, status)
-
-        def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            self._close(trial, "KILLED")
-
-        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            self._close(trial, "FAILED")
-
-    return CloseTrialRuns()

@@ -7,12 +7,11 @@ so trials in several processes can log at once. MLflow is imported only when a `
 from __future__ import annotations
 
 import os
-import queue
 import re
 import shlex
-import threading
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ from sslsteal.orchestration.records import KIND, PARENT_KEY, PARENT_RUN_ID, SWEE
 if TYPE_CHECKING:
     from mlflow.entities import Run
     from mlflow.tracking import MlflowClient
+    from mlflow.utils.async_logging.run_operations import RunOperations
 
 DEFAULT_URI_ENV = "SSLSTEAL_TRACKING_URI"
 MAX_PARAM_VALUE_LENGTH = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH in mlflow 3.17 (checked by the tests)
@@ -55,12 +55,6 @@ def _literal(value: str) -> str:
 def _where(tags: Mapping[str, str]) -> str:
     """An MLflow search filter matching every tag exactly."""
     return " and ".join(f"tags.`{key}` = {_literal(value)}" for key, value in tags.items())
-
-
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    """Consecutive slices of at most `size` items (MLflow caps entities per log_batch request)."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def open_results(uri: str, experiment: str) -> list[str]:
@@ -135,23 +129,21 @@ class Tracker:
         found = self._search(experiment_id, _where({PARENT_RUN_ID: parent_id, TRIAL_KEY: key}))
         return found[0] if found else None
 
-    def log_metrics(self, run_id: str, metrics: Mapping[str, float | None], step: int | None = None) -> None:
-        """Log metrics at `step` (0 when None) in one request; None values are dropped, NaN and inf kept as MLflow allows."""
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float | None], step: int | None = None, *, synchronous: bool = True) -> RunOperations | None:
+        """Log metrics at `step` (0 when None); None values are dropped, NaN and inf kept as MLflow allows. With
+        `synchronous=False` they go through MLflow's asynchronous logging and this returns at once: `.wait()` on the
+        RunOperations it returns (None when there was nothing to log) blocks until they are stored, or raises."""
         from mlflow.entities import Metric
-        from mlflow.utils.validation import MAX_METRICS_PER_BATCH
 
         now = int(time.time() * 1000)
         batch = [Metric(key, float(value), now, step or 0) for key, value in metrics.items() if value is not None]
-        for chunk in _chunks(batch, MAX_METRICS_PER_BATCH):
-            self.client.log_batch(run_id, metrics=chunk)
+        return self.client.log_batch(run_id, metrics=batch, synchronous=synchronous)  # MLflow splits it into requests
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         """Set (or overwrite) tags on a run, in as few requests as MLflow's batch limit allows."""
         from mlflow.entities import RunTag
-        from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH
 
-        for chunk in _chunks([RunTag(key, str(value)) for key, value in tags.items()], MAX_PARAMS_TAGS_PER_BATCH):
-            self.client.log_batch(run_id, tags=chunk)
+        self.client.log_batch(run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()], synchronous=True)
 
     def log_dict(self, run_id: str, data: Mapping[str, Any], artifact_file: str) -> None:
         """Store `data` as a JSON or YAML artifact (by the file's extension), e.g. the trial's config."""
@@ -167,9 +159,14 @@ class Tracker:
             raise ValueError(f"status must be one of {TERMINAL_STATUSES}, got {status!r}")
         self.client.set_terminated(run_id, status)
 
-    def background(self, run_id: str) -> BackgroundMetrics:
-        """A writer that logs this run's metrics from its own thread (see BackgroundMetrics)."""
-        return BackgroundMetrics(self, run_id)
+    @contextmanager
+    def killed_if_raised(self, run_id: str) -> Iterator[None]:
+        """End run `run_id` KILLED when the block raises (an interrupted or failed sweep or study), then re-raise."""
+        try:
+            yield
+        except BaseException:
+            self.finish(run_id, "KILLED")
+            raise
 
     def victim_run(
         self, experiment: str, victim_key: str, params: Mapping[str, Any], metrics: Mapping[str, float | None], checkpoint: str | Path | None
@@ -224,46 +221,10 @@ class Tracker:
     def _log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         """Log flattened `params` the run lacks; ones already logged with the same value are skipped, a changed value raises."""
         from mlflow.entities import Param
-        from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH
 
         logged = self.client.get_run(run_id).data.params
         flat = flatten(params)
         changed = sorted(key for key, value in flat.items() if key in logged and logged[key] != value)
         if changed:
             raise ValueError(f"run {run_id} already has different values for params {changed}: MLflow params are immutable")
-        new = [Param(key, value) for key, value in flat.items() if key not in logged]
-        for chunk in _chunks(new, MAX_PARAMS_TAGS_PER_BATCH):
-            self.client.log_batch(run_id, params=chunk)
-
-
-class BackgroundMetrics:
-    """Per-epoch metrics sent to MLflow from a background thread, so a trial's training never waits on a tracking
-    round trip; `close` waits until everything is logged and raises the first logging error, if any."""
-
-    def __init__(self, tracker: Tracker, run_id: str) -> None:
-        self._tracker, self._run_id = tracker, run_id
-        self._queue: queue.SimpleQueue[tuple[dict[str, float], int] | None] = queue.SimpleQueue()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._drain, name=f"mlflow-metrics-{run_id}", daemon=True)
-        self._thread.start()
-
-    def log(self, metrics: Mapping[str, float], step: int) -> None:
-        """Queue `metrics` at `step`; returns at once."""
-        if self._error is not None:
-            raise RuntimeError(f"logging metrics to MLflow failed: {self._error}") from self._error
-        self._queue.put((dict(metrics), step))
-
-    def close(self) -> None:
-        """Log what is queued, stop the thread, and raise if any request failed."""
-        self._queue.put(None)
-        self._thread.join()
-        if self._error is not None:
-            raise RuntimeError(f"logging metrics to MLflow failed: {self._error}") from self._error
-
-    def _drain(self) -> None:
-        while (item := self._queue.get()) is not None:
-            if self._error is None:
-                try:
-                    self._tracker.log_metrics(self._run_id, item[0], step=item[1])
-                except Exception as err:  # reported by the next log() or by close()
-                    self._error = err
+        self.client.log_batch(run_id, params=[Param(key, value) for key, value in flat.items() if key not in logged], synchronous=True)

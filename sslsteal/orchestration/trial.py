@@ -1,15 +1,27 @@
 """One sweep trial: one attacker account on the shared victim actor that steals within its budget, is evaluated and
-tested for ownership, and reports to Tune and MLflow (one child run per trial)."""
+tested for ownership, and reports to Tune and MLflow (one child run per trial).
+
+The trial runs in a Ray worker: torch, Ray and the stages are imported inside the steps that use them, so importing
+this module (the driver does) stays cheap."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sslsteal.specs.attack import AttackSpec
+from sslsteal.specs.steal import StealSpec
+
 if TYPE_CHECKING:
+    from mlflow.utils.async_logging.run_operations import RunOperations
+
+    from sslsteal.orchestration.batch_inference import BulkRoute
+    from sslsteal.orchestration.tracking import Tracker
     from sslsteal.specs.sweep import BulkInference
 
 
@@ -52,14 +64,11 @@ def resolved_params(spec: Any, defense: dict[str, Any]) -> dict[str, str]:
 
 
 def trial_name(config: dict[str, Any]) -> str:
-    """A readable run name: method, loss, budget, query pool, defense and its options."""
-    from sslsteal.specs.attack import AttackSpec
-
+    """A readable run name: method, loss, budget, query pool, defense and its options (the spec's defaults where unset)."""
     a, d = config["attack"], config["defense"]
-    defense = d.get("name", "none")
+    method, loss, pool = (a.get(key, AttackSpec.model_fields[key].default) for key in ("method", "loss", "query_data"))
     extras = ",".join(f"{k}={v}" for k, v in sorted(d.items()) if k != "name")
-    pool = a.get("query_data", AttackSpec.model_fields["query_data"].default)
-    return f"{a.get('method', 'direct')}-{a.get('loss', 'infonce')}-q{a['queries']}-{pool}-{defense}{'(' + extras + ')' if extras else ''}"
+    return f"{method}-{loss}-q{a['queries']}-{pool}-{d.get('name', 'none')}{'(' + extras + ')' if extras else ''}"
 
 
 _STATES: dict[str, dict[str, Any]] = {}
@@ -84,83 +93,176 @@ def trial(config: dict[str, Any], context: SweepContext) -> None:
     import ray
     from ray import tune
 
-    from sslsteal.core.device import select_device, set_threads
-    from sslsteal.core.seeding import derive_seed
-    from sslsteal.evaluation.probe import embed_in_bulk, holdout_task, knn_accuracy
-    from sslsteal.orchestration import batch_inference
     from sslsteal.orchestration.actor import RemoteQuery
-    from sslsteal.orchestration.ray_data import install_datasets
     from sslsteal.orchestration.tracking import Tracker
-    from sslsteal.pipeline.steal import legit_metrics, legit_queries, steal_and_evaluate
-    from sslsteal.pipeline.suspect import save_stolen
-    from sslsteal.specs.steal import StealSpec
+
+    device, route = _set_up_worker(context)
+    victim = worker_victim(context.victim, device)
+    spec = StealSpec.model_validate({"victim": victim.spec.key, "attack": config["attack"], "evaluate": config["evaluate"], "data_root": context.data_root})
+    downstream = spec.evaluate.downstream or victim.spec.evaluate.downstream
+    trial_id = tune.get_context().get_trial_id()
+    handle = ray.get_actor("victim", namespace=context.namespace)
+    account = _open_account(handle, trial_id, spec.attack.queries, config["defense"])
+    tracker = Tracker(context.tracking_uri)
+    run_id = _open_run(tracker, config, spec, context, trial_id=trial_id, account=account)
+    with _ending(tracker, run_id):
+        epochs = _Epochs(tracker, run_id, device, _monitor_task(spec, downstream[0], context.data_root))
+        query = RemoteQuery(handle, account, head=spec.attack.method == "access_head")
+        stolen, metrics = _steal(spec, victim, query, context, device, epochs)
+        if spec.evaluate.save_encoder:
+            _save_encoder(tracker, run_id, stolen, spec, victim.spec.key)
+        metrics |= _service_metrics(handle, account)
+        if route is not None:  # embedded by Ray Data batch inference; the tag says where
+            metrics["eval.bulk_images"] = float(route.images)
+            tracker.set_tags(run_id, {"sslsteal.bulk_nodes": ",".join(sorted(route.nodes))})
+        if spec.evaluate.legit:
+            metrics |= _legit_metrics(handle, f"{trial_id}-legit", spec, victim, downstream, defense=config["defense"], data_root=context.data_root)
+        tracker.log_metrics(run_id, metrics)
+    tune.report(_final_report(metrics, epochs.last, downstream[0]))
+
+
+def _set_up_worker(context: SweepContext) -> tuple[Any, BulkRoute | None]:
+    """Threads and device for this trial, the sweep's datasets mapped from the object store, and the bulk-inference
+    route when the trials embed splits that large; returns the device and the route (None without one)."""
+    from sslsteal.core.device import select_device, set_threads
+    from sslsteal.evaluation.probe import embed_in_bulk
+    from sslsteal.orchestration.batch_inference import BulkRoute
+    from sslsteal.orchestration.ray_data import install_datasets
 
     set_threads(context.cpus)
     device = select_device()
     install_datasets(context.datasets)
-    route = None if context.bulk is None else batch_inference.BulkRoute(context.bulk)
+    route = None if context.bulk is None else BulkRoute(context.bulk)
     embed_in_bulk(route, 0 if context.bulk is None else context.bulk.min_images)
-    victim = worker_victim(context.victim, device)
-    spec = StealSpec.model_validate({"victim": victim.spec.key, "attack": config["attack"], "evaluate": config["evaluate"], "data_root": context.data_root})
-    trial_id = tune.get_context().get_trial_id()
-    handle: Any = ray.get_actor("victim", namespace=context.namespace)
-    account = ray.get(handle.open_fresh_account.remote(trial_id, spec.attack.queries, config["defense"]))["account"]
-    tracker = Tracker(context.tracking_uri)
+    return device, route
+
+
+def _open_account(handle: Any, key: str, queries: int, defense: dict[str, Any]) -> str:
+    """A fresh account of `queries` images on the victim actor: each attempt gets its own, so a retried trial starts
+    with its whole budget."""
+    import ray
+
+    return str(ray.get(handle.open_fresh_account.remote(key, queries, defense))["account"])
+
+
+def _open_run(tracker: Tracker, config: dict[str, Any], spec: StealSpec, context: SweepContext, *, trial_id: str, account: str) -> str:
+    """The trial's MLflow child run (every attempt reuses it) with the resolved params, where it runs, and its config."""
+    import ray
+
     where = {"sslsteal.account": account, "sslsteal.node_id": ray.get_runtime_context().get_node_id(), "sslsteal.pid": str(os.getpid())}
     run_id = tracker.child(context.parent_run, key=trial_id, name=trial_name(config), params=resolved_params(spec, config["defense"]), tags=where)
     tracker.log_dict(run_id, config, "trial_config.json")
-    downstream = spec.evaluate.downstream or victim.spec.evaluate.downstream
-    monitor = None
-    if spec.evaluate.monitor_images:
-        n = spec.evaluate.monitor_images
-        monitor = holdout_task(downstream[0], n, max(1, n // 2), pool=spec.attack.pool, seed=derive_seed(0, "monitor"), root=context.data_root)
-    last: dict[str, float] = {}
-    epochs = tracker.background(run_id)  # MLflow round trips off the training path
+    return run_id
 
-    def on_epoch(epoch: int, record: dict[str, float], encoder: Any) -> None:
-        last.update({"epoch": float(epoch), "train.loss": record["loss"]})
-        if monitor is not None:
-            last["val.knn_acc"] = knn_accuracy(encoder, monitor, device=device)
-        epochs.log(last, step=epoch)
-        if monitor is not None:  # intermediate results only when a scheduler can use them
-            tune.report(dict(last))
 
+@contextmanager
+def _ending(tracker: Tracker, run_id: str) -> Iterator[None]:
+    """End the trial's run with the block: FINISHED, KILLED when Tune stops the trial (pruning, an interrupted sweep),
+    FAILED on an error."""
     try:
-        query = RemoteQuery(handle, account, head=spec.attack.method == "access_head")
-        known = context.baselines.get(baseline_key(spec.attack.pool, spec.attack.encoder or victim.spec.encoder))
-        references = [worker_victim(ref, device) for ref in context.references[: spec.evaluate.references]] if spec.evaluate.ownership else []
-        try:
-            stolen, metrics = steal_and_evaluate(spec, victim, query, device, references=references, baselines=known, on_epoch=on_epoch)
-        finally:
-            epochs.close()  # a reused worker keeps no thread of an earlier trial
-        if spec.evaluate.save_encoder:
-            with tempfile.TemporaryDirectory() as folder:
-                path = save_stolen(stolen, Path(folder) / "stolen_encoder.pt", victim=victim.spec.key, attack=spec.attack.model_dump(mode="json"))
-                tracker.log_artifact(run_id, path)
-        stats = ray.get(handle.stats.remote(account))  # the server's own accounting
-        metrics.update(
-            {
-                "queries_used": float(stats["queries_used"]),
-                "defense.detected_fraction": stats["detections"] / max(1, stats["queries_used"]),
-                "cost.pow_hashes": float(stats["pow_hashes"]),
-            }
-        )
-        if route is not None:
-            metrics["eval.bulk_images"] = float(route.images)  # embedded by Ray Data batch inference; the tag says where
-            tracker.set_tags(run_id, {"sslsteal.bulk_nodes": ",".join(sorted(route.nodes))})
-        if spec.evaluate.legit:
-            legit = ray.get(handle.open_fresh_account.remote(f"{trial_id}-legit", legit_queries(victim, downstream), config["defense"]))["account"]
-            metrics.update(legit_metrics(RemoteQuery(handle, legit), victim, downstream, context.data_root, spec.attack.pool))
-        tracker.log_metrics(run_id, metrics)
-    except (KeyboardInterrupt, SystemExit):  # Tune stopping the trial (pruning, an interrupted sweep)
+        yield
+    except (KeyboardInterrupt, SystemExit):
         tracker.finish(run_id, "KILLED")
         raise
     except BaseException:
         tracker.finish(run_id, "FAILED")
         raise
     tracker.finish(run_id)
-    first = downstream[0]
+
+
+def _monitor_task(spec: StealSpec, dataset: str, data_root: str | None) -> Any:
+    """The held-out k-NN task (train split, outside the query pool) each epoch is scored on, or None when
+    `evaluate.monitor_images` is 0: pruning never looks at the test split."""
+    from sslsteal.core.seeding import derive_seed
+    from sslsteal.evaluation.probe import holdout_task
+
+    n = spec.evaluate.monitor_images
+    return holdout_task(dataset, n, max(1, n // 2), pool=spec.attack.pool, seed=derive_seed(0, "monitor"), root=data_root) if n else None
+
+
+@dataclass
+class _Epochs:
+    """The attack's per-epoch callback: the training loss and (with a monitor task) the k-NN accuracy go to MLflow
+    through its asynchronous logging, so training never waits on a tracking round trip, and to Tune's scheduler."""
+
+    tracker: Tracker
+    run_id: str
+    device: Any
+    monitor: Any
+    last: dict[str, float] = field(default_factory=dict)
+    """The latest epoch's metrics (the final report repeats them)."""
+    pending: list[RunOperations] = field(default_factory=list)
+
+    def __call__(self, epoch: int, record: dict[str, float], encoder: Any) -> None:
+        from ray import tune
+
+        from sslsteal.evaluation.probe import knn_accuracy
+
+        self.last.update({"epoch": float(epoch), "train.loss": record["loss"]})
+        if self.monitor is not None:
+            self.last["val.knn_acc"] = knn_accuracy(encoder, self.monitor, device=self.device)
+        operations = self.tracker.log_metrics(self.run_id, self.last, step=epoch, synchronous=False)
+        if operations is not None:
+            self.pending.append(operations)
+        if self.monitor is not None:  # intermediate results only when a scheduler can use them
+            tune.report(dict(self.last))
+
+    def wait(self) -> None:
+        """Block until every epoch's metrics are stored (the run must hold them when it ends); raises MLflow's error."""
+        pending, self.pending = self.pending, []
+        for operations in pending:
+            operations.wait()
+
+
+def _steal(spec: StealSpec, victim: Any, query: Any, context: SweepContext, device: Any, epochs: _Epochs) -> tuple[Any, dict[str, float]]:
+    """Steal through `query` and evaluate the copy against the driver's baselines and, when ownership tests run, the
+    references; returns the stolen encoder and its metrics, every epoch's metrics stored."""
+    from sslsteal.pipeline.steal import steal_and_evaluate
+
+    known = context.baselines.get(baseline_key(spec.attack.pool, spec.attack.encoder or victim.spec.encoder))
+    references = [worker_victim(ref, device) for ref in context.references[: spec.evaluate.references]] if spec.evaluate.ownership else []
+    try:
+        return steal_and_evaluate(spec, victim, query, device, references=references, baselines=known, on_epoch=epochs)
+    finally:
+        epochs.wait()  # also on failure: a reused worker carries nothing of this trial into the next
+
+
+def _save_encoder(tracker: Tracker, run_id: str, stolen: Any, spec: StealSpec, victim_key: str) -> None:
+    """The stolen encoder as the run's artifact `stolen_encoder.pt`, loadable by `sslsteal verify` (evaluate.save_encoder)."""
+    from sslsteal.pipeline.suspect import save_stolen
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = save_stolen(stolen, Path(folder) / "stolen_encoder.pt", victim=victim_key, attack=spec.attack.model_dump(mode="json"))
+        tracker.log_artifact(run_id, path)
+
+
+def _service_metrics(handle: Any, account: str) -> dict[str, float]:
+    """The victim service's own accounting of the account: queries answered, the fraction detected, proof-of-work hashes."""
+    import ray
+
+    stats = ray.get(handle.stats.remote(account))
+    return {
+        "queries_used": float(stats["queries_used"]),
+        "defense.detected_fraction": stats["detections"] / max(1, stats["queries_used"]),
+        "cost.pow_hashes": float(stats["pow_hashes"]),
+    }
+
+
+def _legit_metrics(
+    handle: Any, key: str, spec: StealSpec, victim: Any, downstream: list[str], *, defense: dict[str, Any], data_root: str | None
+) -> dict[str, float]:
+    """`legit_acc.<ds>`: what a legitimate user's probe reaches through the same (defended) API, on an account of its own."""
+    from sslsteal.orchestration.actor import RemoteQuery
+    from sslsteal.pipeline.steal import legit_metrics, legit_queries
+
+    account = _open_account(handle, key, legit_queries(victim, downstream), defense)
+    return legit_metrics(RemoteQuery(handle, account), victim, downstream, data_root, spec.attack.pool)
+
+
+def _final_report(metrics: dict[str, float], last: dict[str, float], first: str) -> dict[str, float]:
+    """Tune's final result: the headline metrics first (its progress table shows the first four), the last epoch's,
+    and the rest without the ownership tests' details (MLflow has them)."""
     headline = [k for k in ("queries_used", f"acc.{first}", f"gain_recovered.{first}", "fidelity.cosine") if k in metrics]
     verdicts = (".p_value", ".inconclusive", ".stolen")
-    brief = {k: v for k, v in metrics.items() if not k.startswith("ownership.") or k.endswith(verdicts)}  # MLflow has the details
-    tune.report({k: metrics[k] for k in headline} | last | brief)  # Tune's progress table shows the first four
+    brief = {k: v for k, v in metrics.items() if not k.startswith("ownership.") or k.endswith(verdicts)}
+    return {k: metrics[k] for k in headline} | last | brief
