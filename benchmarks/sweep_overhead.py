@@ -66,7 +66,7 @@ def bare_loop(plan: Any, cpus: int, configs: list[dict[str, Any]] | None = None)
     spec = plan.spec
     root = spec.run.data_root
     start = time.perf_counter()
-    victim = resolve_victim(spec.victim, base=Path(plan.source).resolve().parent, data_root=root, progress=False)
+    victim = resolve_victim(spec.victim, base=Path(plan.source).resolve().parent, data_root=root, progress=False).grid
     service = VictimService(str(victim.path), {**spec.service, "num_cpus": cpus})
     device = select_device()
     for i, config in enumerate(_configs(plan) if configs is None else configs):
@@ -117,7 +117,7 @@ def sweep(plan: Any, storage: str, uri: str) -> tuple[float, Any]:
     from sslsteal.orchestration.sweep import run_sweep
 
     start = time.perf_counter()
-    results = run_sweep(plan, tracking_uri=uri, storage=storage, progress=False)
+    results = run_sweep(plan, tracking_uri=uri, storage=storage, progress=False).grid
     return time.perf_counter() - start, results
 
 

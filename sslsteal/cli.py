@@ -166,15 +166,15 @@ def _sweep(args: argparse.Namespace) -> int:
 
     plan = plan_sweep(args.sweep, args.set)
     print(f"{plan.source}: {plan.trials} trials")
-    results = run_sweep(plan, address=args.address, tracking_uri=args.tracking_uri, storage=args.storage, resume=args.resume, progress=not args.quiet)
+    outcome = run_sweep(plan, address=args.address, tracking_uri=args.tracking_uri, storage=args.storage, resume=args.resume, progress=not args.quiet)
+    results = outcome.grid
     done = completed(results)
     finished = [(r.config, r.metrics) for r in results if r.error is None and "queries_used" in (r.metrics or {})]
     if finished:
         from sslsteal.orchestration.summary import group_by_config, summary_table
         from sslsteal.orchestration.trial import trial_name
 
-        first = min(k.removeprefix("eval.test_images.") for k in finished[0][1] if k.startswith("eval.test_images."))
-        print(summary_table(group_by_config(finished, trial_name), first))
+        print(summary_table(group_by_config(finished, trial_name), outcome.first_downstream))
         print_open_results(args.tracking_uri or plan.spec.tracking.uri, plan.spec.name)
     print(f"{done} trials finished, {results.num_errors} failed")
     if results.num_errors:

@@ -56,7 +56,7 @@ def test_victim_on_the_gpu_node_trials_logged_over_http(cluster: Cluster, cifar_
     nodes = {n["NodeID"]: n["Resources"] for n in ray.nodes() if n["Alive"]}
     gpu_node = next(node for node, res in nodes.items() if res.get("GPU"))
 
-    results = run_sweep(plan, tracking_uri=mlflow_uri, storage=str(tmp_path / "tune"), progress=False)
+    results = run_sweep(plan, tracking_uri=mlflow_uri, storage=str(tmp_path / "tune"), progress=False).grid
 
     assert results.num_errors == 0
     assert (victims_dir() / plan.spec.victim.key / "checkpoint.pt").is_file()  # trained on the cluster, cached here

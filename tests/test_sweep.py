@@ -22,7 +22,13 @@ def test_sweep_logs_one_child_per_trial(cifar_root: Path, tmp_path: Path, mlflow
         "victim": str(REPO / "sweeps" / "victims" / "tiny.yaml"),
         "attack": {"loss": {"grid": ["mse", "softnn"]}, "queries": 300, "epochs": 2, "query_data": "cifar10:test[:8000]"},
         "defense": {"name": "noise", "sigma": 0.1},
-        "evaluate": {"ownership": ["watermark", "dataset_inference", "distance"], "ownership_images": 200, "legit": True, "save_encoder": True},
+        "evaluate": {
+            "ownership": ["watermark", "dataset_inference", "distance"],
+            "ownership_images": 200,
+            "legit": True,
+            "save_encoder": True,
+            "transfer": {"epsilons": [0.1], "images": 200},
+        },
         "run": {"seeds": [0, 1], "max_concurrent_trials": 2, "resources_per_trial": {"cpu": 1}, "data_root": str(cifar_root)},
     }
     path = tmp_path / "sweep.yaml"
@@ -65,10 +71,14 @@ def test_sweep_logs_one_child_per_trial(cifar_root: Path, tmp_path: Path, mlflow
             if key + "p_value" in m:
                 assert m[key + "stolen"] == float(m[key + "p_value"] < 0.05)
         assert 10.0 < m["acc.cifar10"] < 100.0 and 10.0 < m["legit_acc.cifar10"] < 100.0
+        # FGSM transfer: the knockoff paid the attacker's budget on an account of its own (the attacker's stays at 300)
+        assert m["transfer.knockoff.queries_used"] == 300.0
+        for source in ("stolen", "knockoff", "random"):
+            assert 0 < m[f"transfer.fgsm.{source}.images"] <= 200 and 0.0 <= m[f"transfer.fgsm.{source}.0.1"] <= 1.0
         assert child.data.tags["sslsteal.account"] == f"{child.data.tags['sslsteal.trial_key']}.1"
         artifacts = {a.path for a in tracker.client.list_artifacts(child.info.run_id)}
         assert {"trial_config.json", "stolen_encoder.pt"} <= artifacts, artifacts
-        # every epoch's training loss reached MLflow through the background writer
+        # every epoch's training loss reached MLflow through its asynchronous logging
         assert [m.step for m in tracker.client.get_metric_history(child.info.run_id, "train.loss")] == [1, 2]
     # Tune reused the trial workers: 4 trials, 2 at a time, ran in fewer than 4 processes
     assert len({c.data.tags["sslsteal.pid"] for c in children}) < 4

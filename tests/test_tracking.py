@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -12,8 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
-from sslsteal.orchestration.tracking import DEFAULT_URI_ENV, MAX_PARAM_VALUE_LENGTH, Tracker, default_tracking_uri, flatten, open_results
+from sslsteal.orchestration.tracking import DEFAULT_URI_ENV, MAX_PARAM_VALUE_LENGTH, Tracker, default_tracking_uri, flatten, open_results, source_commit
 
 CONFIG = {"attack": {"loss": "mse", "queries": 500, "lrs": [0.1, 0.01]}, "defense": {"name": "noise", "sigma": None}}
 
@@ -80,12 +84,16 @@ def test_parent_with_children(tracker: Tracker, name: str) -> None:
     assert (parent_run.info.status, parent_run.info.run_name, parent_run.data.params) == ("FINISHED", "sweep", {"run.seed": "0"})
     assert parent_run.data.tags["sslsteal.kind"] == "sweep" and parent_run.data.tags["sslsteal.sweep"] == name
     assert parent_run.data.tags["owner"] == "tests"
+    made_by = source_commit()  # the commit of the source that made the run (none outside a git checkout)
+    assert bool(made_by) == (REPO / ".git").exists()
+    assert {key: parent_run.data.tags.get(key) for key in made_by} == made_by
 
     children = tracker.children(parent)
     assert [run.info.run_name for run in children] == ["trial-0", "trial-1", "trial-2"]
     for i, run in enumerate(children):
         assert run.info.status == "FINISHED"
         assert run.data.tags["mlflow.parentRunId"] == parent
+        assert {key: run.data.tags.get(key) for key in made_by} == made_by
         assert (run.data.tags["sslsteal.kind"], run.data.tags["sslsteal.sweep"], run.data.tags["account"]) == ("trial", name, f"acct-{i}")
         assert run.data.params == flatten(CONFIG) | {"index": str(i)}
         assert "skipped" not in run.data.metrics and math.isnan(run.data.metrics["fidelity.cosine"])
@@ -124,6 +132,7 @@ def test_victim_run_logged_once(tracker: Tracker, name: str, tmp_path: Path) -> 
     run = tracker.client.get_run(victim)
     assert run.info.status == "FINISHED" and run.data.params == {"encoder": "small_cnn", "epochs": "1"}
     assert run.data.tags["sslsteal.kind"] == "victim" and run.data.tags["sslsteal.victim_key"] == "abc123"
+    assert {key: run.data.tags.get(key) for key in source_commit()} == source_commit()
     assert len(tracker.client.get_metric_history(victim, "victim_acc.cifar10")) == 1
     downloaded = tracker.client.download_artifacts(victim, "checkpoint/checkpoint.pt", str(tmp_path / "down"))
     assert Path(downloaded).read_bytes() == checkpoint.read_bytes()
@@ -134,6 +143,30 @@ def test_log_dict(tracker: Tracker, name: str, tmp_path: Path) -> None:
     tracker.log_dict(parent, CONFIG, "config/trial.json")
     downloaded = tracker.client.download_artifacts(parent, "config/trial.json", str(tmp_path))
     assert json.loads(Path(downloaded).read_text()) == CONFIG
+
+
+def test_source_commit_outside_a_checkout_is_empty_and_dirty_source_is_flagged(tmp_path: Path) -> None:
+    """A copy of the package with a modified file in a fresh git repository: its commit, flagged dirty; no repository: no tags."""
+    import shutil
+
+    copy = tmp_path / "repo" / "sslsteal"
+    shutil.copytree(REPO / "sslsteal", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    code = "import json, sslsteal.orchestration.tracking as t; print(json.dumps(t.source_commit()))"
+    env = {**os.environ, "PYTHONPATH": str(copy.parent), "GIT_CEILING_DIRECTORIES": str(tmp_path)}
+
+    def tags() -> dict[str, str]:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env, cwd=tmp_path).stdout
+        return dict(json.loads(out))
+
+    assert tags() == {}
+    git = ["git", "-C", str(copy.parent), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    assert tags() == {"mlflow.source.git.commit": head, "sslsteal.source_dirty": "false"}
+    (copy / "cli.py").write_text((copy / "cli.py").read_text() + "\n# changed\n")
+    assert tags() == {"mlflow.source.git.commit": head, "sslsteal.source_dirty": "true"}
 
 
 def test_default_sqlite_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -12,6 +12,9 @@ KIND = "sslsteal.kind"
 """The tag naming a run's role: trial, sweep, victim, optimize or study."""
 SWEEP, TRIAL_KEY, PARENT_KEY, VICTIM_KEY = "sslsteal.sweep", "sslsteal.trial_key", "sslsteal.parent_key", "sslsteal.victim_key"
 PARENT_RUN_ID, RUN_NAME = "mlflow.parentRunId", "mlflow.runName"
+GIT_COMMIT, SOURCE_DIRTY = "mlflow.source.git.commit", "sslsteal.source_dirty"
+"""The commit of the sslsteal source that made a run (MLflow's own tag for it), and whether that source had
+uncommitted changes: a figure regenerates only from a clean commit."""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,14 @@ def _latest_state(root: Path, name: str) -> Path | None:
     return found[-1].parent if found else None
 
 
+@dataclass(frozen=True)
+class SweepResult:
+    """Tune's ResultGrid and the dataset whose figures the closing summary shows (the sweep's first downstream one)."""
+
+    grid: Any
+    first_downstream: str
+
+
 def run_sweep(
     plan: SweepPlan,
     *,
@@ -36,8 +45,8 @@ def run_sweep(
     storage: str | None = None,
     resume: bool = False,
     progress: bool = True,
-) -> Any:
-    """Run one Tune trial per configuration against the shared victim; returns Tune's ResultGrid."""
+) -> SweepResult:
+    """Run one Tune trial per configuration against the shared victim."""
     from ray import tune
 
     from sslsteal.orchestration.tune_run import fit, new_tuner
@@ -84,12 +93,13 @@ def run_sweep(
                 progress=progress,
             )
         results = fit(tuner, tracker, parent)
+        first = driver.first_downstream()
     finally:
         driver.stop()
     done = completed(results)
     tracker.log_metrics(parent, {"trials.completed": float(done), "trials.failed": float(results.num_errors)})
     tracker.finish(parent, "FAILED" if results.num_errors else "FINISHED" if done == plan.trials else "KILLED")
-    return results
+    return SweepResult(results, first)
 
 
 def completed(results: Any) -> int:

@@ -6,9 +6,11 @@ so trials in several processes can log at once. MLflow is imported only when a `
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shlex
+import subprocess
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sslsteal.core.urls import absolute, sqlite_file
-from sslsteal.orchestration.records import KIND, PARENT_KEY, PARENT_RUN_ID, SWEEP, TRIAL_KEY, VICTIM_KEY
+from sslsteal.orchestration.records import GIT_COMMIT, KIND, PARENT_KEY, PARENT_RUN_ID, SOURCE_DIRTY, SWEEP, TRIAL_KEY, VICTIM_KEY
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -55,6 +57,23 @@ def _literal(value: str) -> str:
 def _where(tags: Mapping[str, str]) -> str:
     """An MLflow search filter matching every tag exactly."""
     return " and ".join(f"tags.`{key}` = {_literal(value)}" for key, value in tags.items())
+
+
+@functools.cache
+def source_commit() -> dict[str, str]:
+    """Tags naming the git commit of the sslsteal source this process runs and whether it had uncommitted changes
+    (read once per process); none when the package is not in a git checkout (an installed wheel)."""
+    package = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(package), *args], capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+
+    try:
+        head = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".") != ""
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {GIT_COMMIT: head, SOURCE_DIRTY: str(dirty).lower()}
 
 
 def open_results(uri: str, experiment: str) -> list[str]:
@@ -176,6 +195,7 @@ class Tracker:
         run = self._find_or_create(self.experiment(experiment), identity, f"victim-{victim_key}", extra={SWEEP: experiment})
         run_id = run.info.run_id
         if run.info.status != "FINISHED":
+            self.set_tags(run_id, source_commit())
             self._log_params(run_id, params)
             self.log_metrics(run_id, metrics)
             if checkpoint is not None:
@@ -215,7 +235,7 @@ class Tracker:
     def _resume(self, run: Run, name: str, params: Mapping[str, Any] | None, tags: Mapping[str, str] | None) -> None:
         """Mark `run` RUNNING under `name`, set `tags` and log the flattened `params` it lacks."""
         self.client.update_run(run.info.run_id, status="RUNNING", name=name)
-        self.set_tags(run.info.run_id, tags or {})
+        self.set_tags(run.info.run_id, source_commit() | dict(tags or {}))
         self._log_params(run.info.run_id, params or {})
 
     def _log_params(self, run_id: str, params: Mapping[str, Any]) -> None:

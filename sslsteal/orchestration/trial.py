@@ -108,7 +108,8 @@ def trial(config: dict[str, Any], context: SweepContext) -> None:
     with _ending(tracker, run_id):
         epochs = _Epochs(tracker, run_id, device, _monitor_task(spec, downstream[0], context.data_root))
         query = RemoteQuery(handle, account, head=spec.attack.method == "access_head")
-        stolen, metrics = _steal(spec, victim, query, context, device, epochs)
+        knockoff = _knockoff_query(handle, f"{trial_id}-knockoff", spec, defense=config["defense"])
+        stolen, metrics = _steal(spec, victim, query, context, device, epochs, knockoff)
         if spec.evaluate.save_encoder:
             _save_encoder(tracker, run_id, stolen, spec, victim.spec.key)
         metrics |= _service_metrics(handle, account)
@@ -214,15 +215,27 @@ class _Epochs:
             operations.wait()
 
 
-def _steal(spec: StealSpec, victim: Any, query: Any, context: SweepContext, device: Any, epochs: _Epochs) -> tuple[Any, dict[str, float]]:
+def _knockoff_query(handle: Any, key: str, spec: StealSpec, *, defense: dict[str, Any]) -> Any:
+    """The FGSM transfer's knockoff attacker (`evaluate.transfer`): an account of its own with the attacker's budget
+    and defense, answering representations; None when no knockoff source runs."""
+    from sslsteal.orchestration.actor import RemoteQuery
+
+    transfer = spec.evaluate.transfer
+    if transfer is None or "knockoff" not in transfer.sources:
+        return None
+    return RemoteQuery(handle, _open_account(handle, key, spec.attack.queries, defense))
+
+
+def _steal(spec: StealSpec, victim: Any, query: Any, context: SweepContext, device: Any, epochs: _Epochs, knockoff: Any) -> tuple[Any, dict[str, float]]:
     """Steal through `query` and evaluate the copy against the driver's baselines and, when ownership tests run, the
-    references; returns the stolen encoder and its metrics, every epoch's metrics stored."""
+    references (and the FGSM transfer, its knockoff through `knockoff`); returns the stolen encoder and its metrics,
+    every epoch's metrics stored."""
     from sslsteal.pipeline.steal import steal_and_evaluate
 
     known = context.baselines.get(baseline_key(spec.attack.pool, spec.attack.encoder or victim.spec.encoder))
     references = [worker_victim(ref, device) for ref in context.references[: spec.evaluate.references]] if spec.evaluate.ownership else []
     try:
-        return steal_and_evaluate(spec, victim, query, device, references=references, baselines=known, on_epoch=epochs)
+        return steal_and_evaluate(spec, victim, query, device, references=references, baselines=known, on_epoch=epochs, knockoff_query=knockoff)
     finally:
         epochs.wait()  # also on failure: a reused worker carries nothing of this trial into the next
 
