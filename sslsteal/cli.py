@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 USAGE_ERROR = 2
 RUN_FAILURE = 1
@@ -216,6 +217,17 @@ def print_open_results(uri: str | None, experiment: str) -> None:
     print(f"open the results (experiment {experiment!r}):\n  dashboards: {dashboard}\n  MLflow:     {mlflow}")
 
 
+def _add_tune_command(sub: Any, name: str, *, summary: str, file_help: str, storage_help: str, set_help: str) -> argparse.ArgumentParser:
+    """A subcommand that runs trials on Ray Tune (sweep, optimize): its file, Ray and MLflow, Tune storage, overrides, quiet."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=summary)
+    parser.add_argument("sweep", help=file_help)
+    _add_ray_and_mlflow(parser)
+    parser.add_argument("--storage", help=storage_help)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    return parser
+
+
 def _add_ray_and_mlflow(parser: argparse.ArgumentParser) -> None:
     """Where `sweep` and `optimize` run (Ray) and log (MLflow)."""
     parser.add_argument("--address", help="Ray address to join (auto: the running cluster); a local Ray by default")
@@ -263,23 +275,27 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--output", metavar="FILE.json", help="also write the metrics as JSON")
     verify.add_argument("--quiet", action="store_true", help="no progress bars")
     verify.set_defaults(func=_verify)
-    sweep = sub.add_parser("sweep", help="run a sweep on Ray Tune, one attacker account per trial, results in MLflow")
-    sweep.add_argument("sweep", help="sweep YAML")
-    _add_ray_and_mlflow(sweep)
-    sweep.add_argument("--storage", help="where Tune keeps trial state (default ~/ray_results)")
+    sweep = _add_tune_command(
+        sub,
+        "sweep",
+        summary="run a sweep on Ray Tune, one attacker account per trial, results in MLflow",
+        file_help="sweep YAML",
+        storage_help="where Tune keeps trial state (default ~/ray_results)",
+        set_help="override a value (repeatable)",
+    )
     sweep.add_argument("--resume", action="store_true", help="continue the newest interrupted run of this sweep (same --storage)")
-    sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a value (repeatable)")
-    sweep.add_argument("--quiet", action="store_true", help="no progress output")
     sweep.set_defaults(func=_sweep)
 
-    optimize = sub.add_parser("optimize", help="search the strongest attack per query budget: one Optuna study per budget on Ray Tune")
-    optimize.add_argument("sweep", help="sweep YAML with an optimize section (docs/optimize.md)")
-    _add_ray_and_mlflow(optimize)
-    optimize.add_argument("--storage", help="where Tune keeps trial state (default ~/ray_results); studies live in optimize.storage")
+    optimize = _add_tune_command(
+        sub,
+        "optimize",
+        summary="search the strongest attack per query budget: one Optuna study per budget on Ray Tune",
+        file_help="sweep YAML with an optimize section (docs/optimize.md)",
+        storage_help="where Tune keeps trial state (default ~/ray_results); studies live in optimize.storage",
+        set_help="override a value, e.g. optimize.trials_per_budget=12",
+    )
     optimize.add_argument("--output", metavar="DIR", help="folder for the table files (default: <storage>/<name>-optimize)")
-    optimize.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a value, e.g. optimize.trials_per_budget=12")
     optimize.add_argument("--dry-run", action="store_true", help="check the file and print the studies, without starting Ray")
-    optimize.add_argument("--quiet", action="store_true", help="no progress output")
     optimize.set_defaults(func=_optimize)
 
     from sslsteal.dashboards import cli as dashboards
