@@ -255,7 +255,15 @@ def test_paper_values_sit_under_the_stolen_figure_of_their_cell_and_the_paper_vi
 
 
 def test_fields_are_labelled_in_words_and_a_definition_may_rename_them(tmp_path: Path) -> None:
-    examples = {"<dataset>": "cifar10", "<test>": "dataset_inference", "<key>": "p_value", "<objective>": "val_acc.svhn", "<param>": "attack.batch_size"}
+    examples = {
+        "<dataset>": "cifar10",
+        "<test>": "dataset_inference",
+        "<key>": "p_value",
+        "<objective>": "val_acc.svhn",
+        "<param>": "attack.batch_size",
+        "<source>": "stolen",
+        "<eps>": "0.1",
+    }
     metrics = [functools.reduce(lambda name, kv: name.replace(*kv), examples.items(), m) for m in METRICS]
     others = ["params.attack.query_data", "params.defense.sigma", "params.trials", "tags.sslsteal.victim_device", "tags.mlflow.runName"]
     for name in [*metrics, *others, *(f"run.{a}" for a in RUN_ATTRIBUTES)]:
@@ -263,6 +271,7 @@ def test_fields_are_labelled_in_words_and_a_definition_may_rename_them(tmp_path:
         assert text and "_" not in text and "params." not in text and (text != name or "." not in name), (name, text)
     assert field_label("best.val_acc.svhn") == "best validation accuracy (SVHN)"
     assert field_label("ownership.dataset_inference.p_value") == "dataset inference p-value"
+    assert field_label("transfer.fgsm.knockoff.0.05") == "FGSM transfer from knockoff (eps 0.05)"
     labels = {"params.attack.loss": "stealing loss", "acc.<dataset>": "copy on <dataset>"}
     panel = {"kind": "table", "title": "t", "rows": ["params.attack.loss"], "columns": ["acc.<dataset>", {"field": "acc.cifar10", "label": "again"}]}
     (found,) = build(tmp_path, {"d": dashboard(panels=[panel], labels=labels)}, loss_runs())["d"].data_tables()
@@ -415,7 +424,7 @@ def test_field_vocabulary_covers_every_metric_of_the_architecture_doc() -> None:
             for name in re.findall(r"`([^`]+)`", line.split("|")[1]):
                 stem = previous if previous.endswith("<dataset>") else previous.rsplit(".", 1)[0]  # `.std` after `random_acc.<dataset>`
                 full = stem + name if name.startswith(".") else name  # `.hi` after `acc.<dataset>.lo`
-                names.append(full.replace("<dataset>", "cifar10").replace("<test>", "watermark"))
+                names.append(full.replace("<dataset>", "cifar10").replace("<test>", "watermark").replace("<source>", "knockoff").replace("<eps>", "0.05"))
                 previous = full
     assert len(names) >= 25 and "ownership.watermark.p_value" in names
     for name in names:

@@ -212,7 +212,7 @@ def watermarked(cifar_root: Path) -> tuple[Victim, torch.Tensor]:
     assert predictor is not None
     predictor.train()
     optimizer = torch.optim.Adam(predictor.parameters(), lr=1e-3)
-    for _ in range(200):
+    for _ in range(400):
         idx = torch.randint(0, len(reps), (256,), generator=gen)
         loss = F.cross_entropy(predictor(reps[idx]), labels[idx])
         optimizer.zero_grad()
@@ -236,7 +236,7 @@ def test_watermark_score_is_the_success_rate_with_an_exact_binomial_p(watermarke
     ev = evidence(victim, victim.encoder, [], images)
     own = score("watermark", ev, victim.encoder)
     correct = watermark_correct(victim.encoder, victim.predictor, images, 0)
-    assert own.value == pytest.approx(correct.mean()) and own.details["n"] == 2 * len(images) and own.value > 0.58
+    assert own.value == pytest.approx(correct.mean()) and own.details["n"] == 2 * len(images) and own.value > 0.65
     assert own.chance_p == pytest.approx(stats.binomtest(int(correct.sum()), len(correct), 0.5, alternative="greater").pvalue)
     stranger = score("watermark", ev, random_encoder(2))
     assert abs(stranger.value - 0.5) < 0.06 and stranger.chance_p is not None and stranger.chance_p > own.chance_p

@@ -16,10 +16,10 @@ from sslsteal.attacks.training import attacker_encoder
 from sslsteal.core.seeding import derive_seed
 from sslsteal.data import loaders
 from sslsteal.data.loaders import ImageSet
+from sslsteal.evaluation import protocol as evaluation_protocol
 from sslsteal.evaluation.baselines import random_encoder
 from sslsteal.evaluation.protocol import ProtocolError, check_disjoint
 from sslsteal.pipeline.steal import query_images, steal_and_evaluate
-from sslsteal.specs import protocol
 from sslsteal.specs.attack import AttackSpec
 from sslsteal.specs.base import ConfigError, parse
 from sslsteal.specs.datasets import parse_ref
@@ -105,7 +105,7 @@ def test_every_scored_set_is_disjoint_from_the_queries(monkeypatch: pytest.Monke
     """The probe's test and validation images, fidelity and ownership public images: the real index sets, recorded
     where they are scored, share nothing with the images the attacker queried, though all come from the pool's split."""
     seen: dict[str, tuple[ImageSet, ImageSet]] = {}
-    real = protocol.check_disjoint
+    real = check_disjoint
 
     def spy(role: str, scored: ImageSet, queried: ImageSet | None, **kwargs: str) -> None:
         assert queried is not None
@@ -115,7 +115,7 @@ def test_every_scored_set_is_disjoint_from_the_queries(monkeypatch: pytest.Monke
             seen[role.split(" (")[0]] = (scored, queried)
         real(role, scored, queried, **kwargs)
 
-    monkeypatch.setattr(protocol, "check_disjoint", spy)
+    monkeypatch.setattr(evaluation_protocol, "check_disjoint", spy)
     victim_spec = VictimSpec.model_validate(
         tiny_victim_spec(data="synthetic:train", evaluate={"downstream": ["synthetic"], "train_images": 500, "test_images": 200})
     )

@@ -13,10 +13,11 @@ import math
 import re
 from collections.abc import Mapping
 from functools import cache
+from typing import get_args
 
 from sslsteal.orchestration.records import RunRecord
 from sslsteal.specs.datasets import DATASETS
-from sslsteal.specs.evaluate import OWNERSHIP_TESTS
+from sslsteal.specs.evaluate import OWNERSHIP_TESTS, TransferSource
 
 DATASET = "<dataset>"
 """Placeholder for a downstream dataset; a table column `acc.<dataset>` becomes one column per dataset logged."""
@@ -58,6 +59,10 @@ METRIC_LABELS = {
     "time.steal_s": "steal time (s)",
     "time.eval_s": "evaluation time (s)",
     "time.ownership_s": "ownership tests time (s)",
+    "time.transfer_s": "FGSM transfer time (s)",
+    "transfer.fgsm.<source>.<eps>": "FGSM transfer from <source> (eps <eps>)",
+    "transfer.fgsm.<source>.images": "FGSM images crafted on <source>",
+    "transfer.knockoff.queries_used": "knockoff queries used",
     # sweep parents (sslsteal/sweep.py) and study runs (docs/optimize.md#tracking-mlflow)
     "trials.completed": "trials completed",
     "trials.failed": "trials failed",
@@ -118,6 +123,8 @@ _PIECES = {
     "<key>": "(?:" + "|".join(OWNERSHIP_KEYS) + ")",
     "<objective>": r"(?:val_acc\.[a-z][a-z0-9_]*|fidelity\.cosine|fidelity\.l2)",
     "<param>": r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)*",
+    "<source>": "(?:" + "|".join(get_args(TransferSource)) + ")",
+    "<eps>": r"[0-9]+(?:\.[0-9]+)?(?:e-?[0-9]+)?",
 }
 
 
