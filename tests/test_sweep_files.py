@@ -22,16 +22,20 @@ SWEEPS = REPO / "sweeps"
 OWNERSHIP = ["watermark", "dataset_inference", "dataset_inference_gmm", "noise_ball", "distance"]
 
 EXPECTED_TRIALS = {
-    "cpu/methods.yaml": 3,
-    "cpu/losses.yaml": 10,
+    "cpu/methods.yaml": 15,
+    "cpu/losses.yaml": 60,
     "cpu/loss_forms.yaml": 15,
     "cpu/recipe.yaml": 36,
     "cpu/recipe_default.yaml": 9,
-    "cpu/queries.yaml": 12,
-    "cpu/noise_defense.yaml": 10,
-    "cpu/similarity_defense.yaml": 8,
-    "cpu/watermark.yaml": 3,
-    "cpu/fashion_mnist.yaml": 6,
+    "cpu/queries.yaml": 18,
+    "cpu/queries_large.yaml": 2,
+    "cpu/noise_defense.yaml": 30,
+    "cpu/similarity_defense.yaml": 24,
+    "cpu/output_defenses.yaml": 9,
+    "cpu/watermark.yaml": 9,
+    "cpu/watermark_augment.yaml": 9,
+    "cpu/transfer.yaml": 3,
+    "cpu/fashion_mnist.yaml": 3,
     "cpu/protocols.yaml": 18,
     "paper/methods.yaml": 3,
     "paper/losses.yaml": 10,
@@ -87,7 +91,7 @@ def test_header_names_its_table_trial_count_and_command(path: Path) -> None:
     text = path.read_text()
     header = text[: text.index("\nname:")]
     assert all(line.startswith("#") for line in header.splitlines()), f"{path}: the header comment must come first"
-    assert re.search(r"Table|Fashion-MNIST", header)
+    assert re.search(r"Table|Figure|Fashion-MNIST", header)
     counts = {int(n) for n in re.findall(r"Trials: (\d+)", header)}
     assert counts == {EXPECTED_TRIALS[_rel(path)]}, f"{path}: header says {counts} trials"
     assert f"sslsteal sweep sweeps/{_rel(path)}" in header and f"sslsteal validate sweeps/{_rel(path)}" in header
@@ -102,7 +106,8 @@ def test_cpu_sweeps_use_a_shipped_small_cnn_victim_on_one_cpu(path: Path) -> Non
     res = plan.spec.run.resources_per_trial
     assert (res.cpu, res.gpu) == (1, 0)
     for attack in _trial_values(plan, "attack"):
-        for key, limit in (("queries", 9000), ("epochs", 30), ("steps", 1500)):  # CPU-sized budgets and training
+        largest = 50_000 if _rel(path) == "cpu/queries_large.yaml" else 9000  # Table 9's largest budgets, one seed
+        for key, limit in (("queries", largest), ("epochs", 30), ("steps", 1500)):  # CPU-sized budgets and training
             value = attack.get(key)
             values = plan.spaces[("attack", key)].args if isinstance(value, dict) else [] if value is None else [value]
             assert all(v is None or v <= limit for v in values), (key, values)  # None: the default length
@@ -132,10 +137,11 @@ def test_the_experiments_say_what_the_paper_did(scale: str) -> None:
     def plan(name: str) -> SweepPlan:
         return plan_sweep(SWEEPS / scale / name)
 
-    methods = {a["method"]: a for a in _trial_values(plan("methods.yaml"), "attack")}
-    assert set(methods) == {"direct", "recreate_head", "access_head"}
-    assert methods["recreate_head"]["strategy"] == "augmented"
-    assert {m: a["loss"] for m, a in methods.items()} == {"direct": "softnn", "recreate_head": "simsiam", "access_head": "infonce"}
+    methods = _trial_values(plan("methods.yaml"), "attack")
+    assert {a["method"] for a in methods} == {"direct", "recreate_head", "access_head"}
+    assert all(a["strategy"] == "augmented" for a in methods if a["method"] == "recreate_head")
+    paired = {"direct": "softnn", "recreate_head": "simsiam", "access_head": "infonce"}  # the paper's pairs; the CPU file adds more
+    assert {(m, loss) for m, loss in paired.items()} <= {(a["method"], a["loss"]) for a in methods}
 
     losses = plan("losses.yaml")
     table2 = {"mse", "infonce", "softnn", "wasserstein", "supcon", "barlow"}  # the paper's forms
@@ -155,12 +161,14 @@ def test_the_experiments_say_what_the_paper_did(scale: str) -> None:
         defenses = [{"metric": m, "sigma": s} for m in similarity.spaces[("defense", "metric")].args for s in similarity.spaces[("defense", "sigma")].args]
     assert {(d["metric"], d["sigma"]) for d in defenses} == {(m, s) for m in ("cosine", "l2") for s in (0, 20, 40, 60)}
 
-    watermark = plan("watermark.yaml")
-    assert watermark.tree["evaluate"]["ownership"] == OWNERSHIP
-    assert _victim(watermark)[1].watermark is not None
+    marked = {f"{scale}/watermark.yaml", f"{scale}/watermark_augment.yaml"}
     for name in EXPECTED_TRIALS:
-        if name.startswith(scale) and name != f"{scale}/watermark.yaml":
-            assert _victim(plan(name.split("/")[1]))[1].watermark is None, name
+        if not name.startswith(scale):
+            continue
+        found = plan(name.split("/")[1])
+        assert (_victim(found)[1].watermark is not None) == (name in marked), name
+        if name in marked:
+            assert found.tree["evaluate"]["ownership"] == OWNERSHIP, name
 
 
 def test_tune_expands_each_file_to_its_trial_count() -> None:
@@ -191,7 +199,7 @@ def test_validate_command_accepts_a_cpu_file(capsys: pytest.CaptureFixture[str])
     path = SWEEPS / "cpu" / "queries.yaml"
     assert main(["validate", str(path), "--show", "3"]) == 0
     out = capsys.readouterr().out
-    assert "12 trials" in out and "attack.loss" in out and "attack.queries" in out
+    assert "18 trials" in out and "attack.loss" in out and "attack.queries" in out
 
 
 def test_planning_starts_no_ray_and_reads_no_data(tmp_path: Path) -> None:

@@ -140,6 +140,16 @@ def test_run_seeds_become_a_grid_over_the_attacker_seed(tmp_path: Path) -> None:
         plan_sweep(_sweep(tmp_path, attack={"loss": "mse", "queries": 100, "seed": 4}, run={"seeds": [0, 1]}))
 
 
+def test_run_seeds_repeat_each_configuration_of_a_whole_attack_grid(tmp_path: Path) -> None:
+    configs = [{"loss": "mse", "queries": 100}, {"loss": "softnn", "queries": 200}]
+    plan = plan_sweep(_sweep(tmp_path, attack={"grid": configs}, run={"seeds": [0, 1, 2]}))
+    assert plan.trials == 6
+    attacks = [dict(v) for v in plan.spaces[("attack",)].args]
+    assert [(a["loss"], a["queries"], a["seed"]) for a in attacks] == [(c["loss"], c["queries"], s) for c in configs for s in (0, 1, 2)]
+    with pytest.raises(ConfigError, match=r"attack\.seed: set by run\.seeds"):
+        plan_sweep(_sweep(tmp_path, attack={"grid": [{"loss": "mse", "queries": 100, "seed": 4}]}, run={"seeds": [0, 1]}))
+
+
 def test_a_sweep_whose_pool_overlaps_every_scored_image_is_refused(tmp_path: Path) -> None:
     path = _sweep(tmp_path, attack={"loss": "mse", "queries": 100, "query_data": {"grid": ["synthetic:train", "synthetic:test"]}})
     with pytest.raises(ConfigError, match=r"attack.query_data.grid\[1\]: the query pool synthetic:test leaves 0 synthetic:test images"):

@@ -155,12 +155,19 @@ def victim_spec(victim: str | VictimSpec, base: Path) -> tuple[VictimSpec | None
 
 
 def with_seeds(tree: dict[str, Any], seeds: list[int] | None) -> list[str]:
-    """Turn `run.seeds` into a grid over `attack.seed` (in place); a problem line when attack.seed is set as well."""
+    """Turn `run.seeds` into a grid over `attack.seed` (in place); a problem line when attack.seed is set as well.
+    A grid over whole attack configurations becomes the grid of each configuration at each seed."""
     if seeds is None:
         return []
-    if "seed" in tree["attack"]:
+    attack = tree["attack"]
+    whole = attack.get("grid") if set(attack) == {"grid"} and isinstance(attack.get("grid"), list) else None
+    configs = whole if whole is not None else [attack]
+    if any(isinstance(config, dict) and "seed" in config for config in configs):
         return ["attack.seed: set by run.seeds in this sweep; remove one of them"]
-    tree["attack"]["seed"] = {"grid": list(seeds)}
+    if whole is not None:
+        attack["grid"] = [{**config, "seed": seed} if isinstance(config, dict) else config for config in whole for seed in seeds]
+    else:
+        attack["seed"] = {"grid": list(seeds)}
     return []
 
 
