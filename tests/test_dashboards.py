@@ -344,6 +344,36 @@ def test_scatter_points_are_group_means_on_both_axes(tmp_path: Path) -> None:
     assert any(tag == "line" and a.get("class") == "diagonal" for tag, a in page.svg)
 
 
+def test_a_section_may_merge_experiments_and_a_findings_panel_reads_every_experiment(tmp_path: Path) -> None:
+    runs = [
+        trial(e, {"attack.loss": "mse", "attack.seed": s, "attack.queries": q}, {"acc.cifar10": q / 100 + s})
+        for e, q in (("a", 500), ("b", 9000))
+        for s in (0, 1)
+    ]
+    line = {"kind": "line", "title": "acc", "x": "params.attack.queries", "y": "acc.cifar10", "series": "params.attack.loss"}
+    found = {
+        "kind": "findings",
+        "title": "Findings",
+        "findings": [
+            {
+                "id": "more-queries",
+                "claim": "more queries steal more",
+                "paper": "47.7 vs 63.9",
+                "metric": "acc.cifar10",
+                "a": {"experiment": "b", "label": "9,000"},
+                "b": {"experiment": "a", "label": "500"},
+                "expect": "greater",
+            }
+        ],
+    }
+    pages = build(tmp_path, {"q": dashboard(experiments=["a+b"], panels=[line]), "f": dashboard(experiments=["a", "b"], panels=[found])}, runs)
+    assert "4 runs used" in " ".join(pages["q"].text)  # both experiments in one section, one curve
+    (table,) = [t for t in pages["f"].tables if "findings" in t["attrs"].get("class", "")]
+    (row,) = table["rows"]
+    assert row["attrs"]["data-finding"] == "more-queries" and row["cells"][-1]["attrs"]["data-verdict"] == "held"
+    assert row["cells"][4]["text"].startswith("85.00 [85.00, 85.00] (paired by seed)")
+
+
 def test_empty_and_partial_experiments_say_so(tmp_path: Path) -> None:
     runs = [trial("exp", {"attack.loss": "mse", "attack.seed": s}, {"acc.cifar10": 40.0 + s}) for s in range(3)]
     runs += [trial("exp", {"attack.loss": "mse", "attack.seed": 3}, {}, status="FAILED")]

@@ -46,3 +46,25 @@ def wilson_interval(acc: float, n: int, confidence: float = 0.95) -> tuple[float
 
     ci = binomtest(round(acc * n / 100), n).proportion_ci(confidence_level=confidence, method="wilson")
     return 100.0 * ci.low, 100.0 * ci.high
+
+
+def difference_interval(a: Iterable[float], b: Iterable[float], *, paired: bool, confidence: float = 0.95) -> Estimate | None:
+    """The mean difference a - b with its interval: Student's t over the pairwise differences when `paired` (a[i]
+    and b[i] share a seed), else Welch's t for two independent samples. A single value per side gives no interval;
+    None when a side is empty."""
+    from scipy import stats
+
+    xs, ys = [float(v) for v in a], [float(v) for v in b]
+    if not xs or not ys:
+        return None
+    if paired:
+        if len(xs) != len(ys):
+            raise ValueError(f"paired samples need equal sizes, got {len(xs)} and {len(ys)}")
+        return mean_interval([x - y for x, y in zip(xs, ys, strict=True)], confidence)
+    mean = statistics.fmean(xs) - statistics.fmean(ys)
+    if len(xs) < 2 or len(ys) < 2:
+        return Estimate(min(len(xs), len(ys)), mean)
+    if statistics.pvariance(xs) == statistics.pvariance(ys) == 0:
+        return Estimate(min(len(xs), len(ys)), mean, mean, mean)
+    ci = stats.ttest_ind(xs, ys, equal_var=False).confidence_interval(confidence)
+    return Estimate(min(len(xs), len(ys)), mean, float(ci.low), float(ci.high))

@@ -24,6 +24,12 @@ NEUTRAL = ("evaluate.save_encoder", "evaluate.monitor_images")
 """Configuration params that change no metric (an artifact saved, a per-epoch monitor): never a confounder."""
 
 
+def members(section: str) -> list[str]:
+    """The experiments a page section shows: `a+b` merges experiments `a` and `b` into one section (e.g. budgets
+    measured by two sweep files drawn as one curve)."""
+    return section.split("+")
+
+
 def numbers(records: Iterable[RunRecord], field: str) -> list[float]:
     """The field's numeric values over `records` (absent or non-numeric values left out)."""
     out = [as_number(value(r, field)) for r in records]
@@ -31,11 +37,13 @@ def numbers(records: Iterable[RunRecord], field: str) -> list[float]:
 
 
 def select(records: Iterable[RunRecord], experiment: str, kind: str, statuses: Sequence[str], filters: Mapping[str, object]) -> list[RunRecord]:
-    """Runs of `experiment` of `kind` (`any`: every kind) in one of `statuses`, matching every filter (a value or a
+    """Runs of `experiment` (or of each experiment of an `a+b` section) of `kind` (`any`: every kind) in one of `statuses`, matching every filter (a value or a
     list of allowed values)."""
 
+    names = members(experiment)
+
     def keep(r: RunRecord) -> bool:
-        in_scope = r.experiment == experiment and (kind == "any" or r.kind == kind) and r.status in statuses
+        in_scope = r.experiment in names and (kind == "any" or r.kind == kind) and r.status in statuses
         return in_scope and matches(r, filters)
 
     return [r for r in records if keep(r)]
@@ -126,7 +134,7 @@ class Progress:
 def progress(records: Iterable[RunRecord], experiment: str) -> Progress:
     """Trial runs of `experiment` by status, and the trials its sweep runs (`params.trials`) or optimize run
     (`sslsteal.trials_per_budget` per budget) planned."""
-    runs = [r for r in records if r.experiment == experiment]
+    runs = [r for r in records if r.experiment in members(experiment)]
     planned = 0
     for r in runs:
         if r.kind == "sweep":

@@ -1,7 +1,11 @@
 """`sslsteal dashboard`: build the static dashboards site from the MLflow runs (and Optuna studies) of the
 experiments the definitions name, or of the experiments given with --experiment.
 
-Exit codes: 0 built, 2 bad definitions or an unknown --experiment (one line per problem).
+With `--markdown FILE` it rewrites the generated blocks of a Markdown file (docs/RESULTS.md: tables, findings,
+costs; `sslsteal.dashboards.markdown`) from the store instead; `--check` only compares.
+
+Exit codes: 0 built (or, with --check, up to date), 1 --check found a block that differs from the store, 2 bad
+definitions, an unknown --experiment or a bad block marker (one line per problem).
 """
 
 from __future__ import annotations
@@ -9,6 +13,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sslsteal.dashboards.spec import Definitions
 
 CHECKOUT_DEFINITIONS = Path(__file__).resolve().parents[2] / "dashboards"
 """The repository's `dashboards/` folder, beside the package in a checkout (an editable install)."""
@@ -36,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--definitions", default=str(DEFINITIONS), help="folder of dashboard YAML files (default: the repository's dashboards/, else ./dashboards)"
     )
     parser.add_argument("--optuna-storage", metavar="URL", help="read every Optuna study from this storage instead of the one its study run recorded")
+    parser.add_argument("--markdown", metavar="FILE", help="rewrite the generated blocks of this Markdown file (docs/RESULTS.md) instead of building the site")
+    parser.add_argument("--check", action="store_true", help="with --markdown: write nothing, exit 1 when a block differs from the store")
     return parser
 
 
@@ -58,11 +68,14 @@ def run(args: argparse.Namespace) -> int:
     except DefinitionError as exc:
         print(exc, file=sys.stderr)
         return USAGE_ERROR
+    from sslsteal.dashboards.aggregate import members
     from sslsteal.dashboards.site import build_site
     from sslsteal.orchestration import run_records
     from sslsteal.orchestration.tracking import default_tracking_uri
 
     uri = args.tracking_uri or default_tracking_uri()
+    if args.markdown or args.check:
+        return _markdown(args, definitions, uri)
     if args.experiment:
         known = run_records.experiment_names(uri)
         unknown = [name for name in args.experiment if name not in known]
@@ -70,11 +83,43 @@ def run(args: argparse.Namespace) -> int:
             print(f"--experiment: unknown experiment '{unknown[0]}' in {masked(uri)}; known: {', '.join(sorted(known)) or 'none'}", file=sys.stderr)
             return USAGE_ERROR
         definitions = definitions.for_experiments(args.experiment)
-    names = [name for d in definitions.dashboards.values() for name in d.experiments]
+    names = [name for d in definitions.dashboards.values() for section in d.experiments for name in members(section)]
     records = run_records.fetch_records(uri, names)
     studies = run_records.read_studies(records, args.optuna_storage)
     paths = build_site(definitions, records, args.out, studies, source=shown(uri))
     print(f"{len(paths) - 1} dashboards from {len(records)} runs of {len(set(names))} experiments: {paths[0].resolve().as_uri()}")
+    return 0
+
+
+def _markdown(args: argparse.Namespace, definitions: Definitions, uri: str) -> int:
+    """Rewrite (or, with --check, compare) the generated blocks of --markdown from the store at `uri`."""
+    from sslsteal.core.urls import shown
+    from sslsteal.dashboards.markdown import BlockError, experiments, regenerate
+    from sslsteal.orchestration import run_records
+
+    if not args.markdown:
+        print("--check: compares the blocks of a --markdown FILE; give one", file=sys.stderr)
+        return USAGE_ERROR
+    path = Path(args.markdown)
+    if not path.is_file():
+        print(f"--markdown: no such file: {path}", file=sys.stderr)
+        return USAGE_ERROR
+    text = path.read_text()
+    try:
+        records = run_records.fetch_records(uri, experiments(definitions, text))
+        new = regenerate(text, definitions, records)
+    except BlockError as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    if args.check:
+        if new != text:
+            changed = sum(a != b for a, b in zip(text.splitlines(), new.splitlines(), strict=False)) + abs(len(text.splitlines()) - len(new.splitlines()))
+            print(f"{path}: {changed} generated lines differ from {shown(uri)}; rewrite with: sslsteal dashboard --markdown {path} --tracking-uri {shown(uri)}")
+            return 1
+        print(f"{path}: every generated block matches {shown(uri)}")
+        return 0
+    path.write_text(new)
+    print(f"{path}: generated blocks rewritten from {shown(uri)}")
     return 0
 
 

@@ -83,6 +83,7 @@ TAGS = (
         "sslsteal.account",
         "sslsteal.node_id",
         "sslsteal.pid",
+        "sslsteal.trial_cpus",
         "sslsteal.victim_node_id",
         "sslsteal.victim_gpu_ids",
         "sslsteal.victim_device",

@@ -92,28 +92,81 @@ def plan_columns(panel: TablePanel, records: Sequence[RunRecord], context: Conte
     return out, absent
 
 
-def table_panel(panel: TablePanel, records: Sequence[RunRecord], context: Context, selection: Mapping[str, object]) -> str:
-    """Rows grouped by the row fields (runs, seeds, then each column's mean [interval] and the paper's value), or,
-    with `aggregate: none`, one row per run. `selection` (which runs were used) goes into the table's attributes."""
+@dataclass(frozen=True)
+class Cell:
+    """One aggregated cell: a number column's estimate and the paper's values, or a label column's distinct values."""
+
+    field: str
+    fmt: str
+    est: Estimate | None = None
+    paper: tuple[PaperValue, ...] = ()
+    labels: tuple[str, ...] | None = None
+
+    def text(self) -> str:
+        """`41.23 [38.10, 44.36]`, or the label column's values joined."""
+        return ", ".join(self.labels) if self.labels is not None else estimate_text(self.est, self.fmt)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One group of runs: its row fields' shown values, its runs and seeds, and a cell per column."""
+
+    values: dict[str, str]
+    runs: int
+    seeds: list[str]
+    cells: list[Cell]
+
+
+@dataclass(frozen=True)
+class TableData:
+    """A grouped table ready for any output (HTML page, Markdown in docs/RESULTS.md)."""
+
+    header: list[str]
+    rows: list[Row]
+    with_seeds: bool
+    absent: list[str]
+
+
+def table_data(panel: TablePanel, records: Sequence[RunRecord], context: Context) -> TableData:
+    """Rows grouped by the row fields (a configuration param that varies among a group's runs adds a row field),
+    each column's mean [interval] over the group's runs and the paper's value."""
     columns, absent = plan_columns(panel, records, context)
-    table_attrs = {"class": "data", "data-aggregate": panel.aggregate, "data-rows": json.dumps(panel.rows)}
-    table_attrs |= {f"data-{k}": json.dumps(v) for k, v in selection.items()}
-    missing = note(f"no run logged {', '.join(absent)}") if absent else ""
-    if panel.aggregate == "none":
-        rows = [_run_row(g, panel.rows, columns) for g in group(records, [*panel.rows, "run.id"], pooled=True)]
-        return table([*map(context.label, panel.rows), *(c.header for c in columns)], rows, table_attrs) + missing
     with_seeds = any("attack.seed" in r.params for r in records)
-    rows = []
     groups = group(records, panel.rows, pooled=panel.aggregate == "pooled")
     row_fields = list(groups[0].values) if groups else list(panel.rows)
-    for g in groups:
-        cells = [f"<td>{escape(g.values[f])}</td>" for f in row_fields]
-        cells.append(f'<td class="num" data-field="runs">{len(g.records)}</td>')
-        cells += [f'<td data-field="seeds">{escape(", ".join(g.seeds))}</td>'] if with_seeds else []
-        cells += [_group_cell(g, c, context) for c in columns]
-        rows.append(f"<tr{attrs({'data-group': json.dumps(g.values)})}>{''.join(cells)}</tr>")
+    rows = [Row(g.values, len(g.records), g.seeds, [_group_cell(g, c, context) for c in columns]) for g in groups]
     header = [*map(context.label, row_fields), "runs", *(["seeds"] if with_seeds else []), *(c.header for c in columns)]
-    return table(header, rows, table_attrs) + missing
+    return TableData(header, rows, with_seeds, absent)
+
+
+def table_panel(panel: TablePanel, records: Sequence[RunRecord], context: Context, selection: Mapping[str, object]) -> str:
+    """The panel as an HTML table (or, with `aggregate: none`, one row per run). `selection` (which runs were used)
+    goes into the table's attributes."""
+    table_attrs = {"class": "data", "data-aggregate": panel.aggregate, "data-rows": json.dumps(panel.rows)}
+    table_attrs |= {f"data-{k}": json.dumps(v) for k, v in selection.items()}
+    if panel.aggregate == "none":
+        columns, absent = plan_columns(panel, records, context)
+        rows = [_run_row(g, panel.rows, columns) for g in group(records, [*panel.rows, "run.id"], pooled=True)]
+        return table([*map(context.label, panel.rows), *(c.header for c in columns)], rows, table_attrs) + _absent_note(absent)
+    data = table_data(panel, records, context)
+    html_rows = []
+    for row in data.rows:
+        cells = [f"<td>{escape(v)}</td>" for v in row.values.values()]
+        cells.append(f'<td class="num" data-field="runs">{row.runs}</td>')
+        cells += [f'<td data-field="seeds">{escape(", ".join(row.seeds))}</td>'] if data.with_seeds else []
+        cells += [_html_cell(c) for c in row.cells]
+        html_rows.append(f"<tr{attrs({'data-group': json.dumps(row.values)})}>{''.join(cells)}</tr>")
+    return table(data.header, html_rows, table_attrs) + _absent_note(data.absent)
+
+
+def _absent_note(absent: Sequence[str]) -> str:
+    return note(f"no run logged {', '.join(absent)}") if absent else ""
+
+
+def _html_cell(cell: Cell) -> str:
+    if cell.labels is not None:
+        return f"<td{attrs({'data-field': cell.field})}>{escape(cell.text())}</td>"
+    return estimate_cell(cell.field, cell.est, cell.fmt, cell.paper)
 
 
 def _run_row(g: Group, row_fields: Sequence[str], columns: Sequence[ColumnPlan]) -> str:
@@ -126,13 +179,12 @@ def _run_row(g: Group, row_fields: Sequence[str], columns: Sequence[ColumnPlan])
     return f"<tr{attrs({'data-run': run.run_id})}>{''.join(cells)}</tr>"
 
 
-def _group_cell(g: Group, column: ColumnPlan, context: Context) -> str:
+def _group_cell(g: Group, column: ColumnPlan, context: Context) -> Cell:
     """A number column: mean [interval] and the paper's value; a label column (params, tags): its distinct values."""
     if is_numeric(column.field):
         est = mean_interval(numbers(g.records, column.field), context.confidence)
-        return estimate_cell(column.field, est, column.fmt, lookup(context.paper, g.records, column.field))
-    shown = sorted({label(value(r, column.field)) for r in g.records})
-    return f"<td{attrs({'data-field': column.field})}>{escape(', '.join(shown))}</td>"
+        return Cell(column.field, column.fmt, est, tuple(lookup(context.paper, g.records, column.field)))
+    return Cell(column.field, column.fmt, labels=tuple(sorted({label(value(r, column.field)) for r in g.records})))
 
 
 def _best_params(params: Mapping[str, object]) -> str:

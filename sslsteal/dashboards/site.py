@@ -11,10 +11,11 @@ from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 
-from sslsteal.dashboards.aggregate import Progress, progress, select
+from sslsteal.dashboards.aggregate import Progress, members, progress, select
+from sslsteal.dashboards.findings import FINDINGS_HEADER, findings_rows, measure
 from sslsteal.dashboards.plots import line_panel, scatter_panel, studies_plot
 from sslsteal.dashboards.render import Context, importances_table, note, studies_table, table, table_panel
-from sslsteal.dashboards.spec import Dashboard, Definitions, LinePanel, PaperTable, ScatterPanel, StudiesPanel, TablePanel
+from sslsteal.dashboards.spec import Dashboard, Definitions, FindingsPanel, LinePanel, PaperTable, ScatterPanel, StudiesPanel, TablePanel
 from sslsteal.orchestration.records import RunRecord, StudyRecord
 
 CSS = """
@@ -27,6 +28,8 @@ th { background: #f4f4f4; text-align: left; } td.num { text-align: right; font-v
 .empty, .progress { font-weight: 600; } .progress.partial, .empty { color: #a15c00; } .scroll { overflow-x: auto; }
 svg.plot { max-width: 100%; height: auto; font-size: 11px; } svg .tick { fill: #444; } svg .axis { fill: #222; font-size: 12px; }
 details { margin: 4px 0 12px; } summary { cursor: pointer; color: #555; }
+td.verdict { font-weight: 600; white-space: nowrap; } .verdict.held { color: #1a7f37; } .verdict.not-held { color: #b42318; }
+.verdict.inconclusive, .verdict.not-measured { color: #8a6d00; }
 """
 
 
@@ -60,7 +63,7 @@ def _panel(
 ) -> str:
     """One panel of one experiment: its title, the runs it used, and its table, plot or studies."""
     if isinstance(panel, StudiesPanel):
-        found = sorted((s for s in studies or [] if s["experiment"] == experiment), key=lambda s: (s["budget"] is None, s["budget"] or 0, s["name"]))
+        found = sorted((s for s in studies or [] if s["experiment"] in members(experiment)), key=lambda s: (s["budget"] is None, s["budget"] or 0, s["name"]))
         body = (
             studies_table(found) + studies_plot(found) + importances_table(found)
             if found
@@ -79,6 +82,17 @@ def _panel(
         selection = {"experiment": experiment, "kind": kind, "status": statuses, "filters": filters}
         return head + table_panel(panel, used, context, selection) + "</div>"
     return head + (line_panel(panel, used, context) if isinstance(panel, LinePanel) else scatter_panel(panel, used, context)) + "</div>"
+
+
+def _findings(panel: FindingsPanel, records: Sequence[RunRecord]) -> str:
+    """The findings panel: each finding's sides, difference with its interval and verdict (from every experiment)."""
+    outcomes = [measure(f, records) for f in panel.findings]
+    rows = []
+    for o, cells in zip(outcomes, findings_rows(outcomes), strict=True):
+        shown = "".join(f"<td>{escape(c)}</td>" for c in cells[:-1])
+        verdict = f'<td class="verdict {o.verdict.replace(" ", "-")}" data-verdict="{escape(o.verdict)}">{escape(o.verdict)}</td>'
+        rows.append(f'<tr data-finding="{escape(o.finding.id)}">{shown}{verdict}</tr>')
+    return f'<div class="panel" data-kind="findings"><h2>{escape(panel.title)}</h2>{table(FINDINGS_HEADER, rows, {"class": "data findings"})}</div>'
 
 
 def _progress_html(p: Progress) -> str:
@@ -117,8 +131,9 @@ def dashboard_page(
     context = Context([paper[k] for k in dashboard.paper], dashboard.confidence, dashboard.labels)
     body = ['<p><a href="index.html">all dashboards</a></p>', f"<h1>{escape(dashboard.title)}</h1>"]
     body += [note(dashboard.description, "description")] if dashboard.description else []
+    body += [_findings(p, records) for p in dashboard.panels if isinstance(p, FindingsPanel)]
     for experiment in dashboard.experiments:
-        runs = [r for r in records if r.experiment == experiment]
+        runs = [r for r in records if r.experiment in members(experiment)]
         body.append(f'<section class="experiment" data-experiment="{escape(experiment)}"><h2>experiment {escape(experiment)}</h2>')
         if not runs:
             body.append('<p class="progress partial">no runs yet</p></section>')
@@ -126,7 +141,7 @@ def dashboard_page(
         body.append(_progress_html(progress(runs, experiment)))
         kinds = sorted({r.kind or "other" for r in runs})
         body.append(note(f"{len(runs)} runs in the experiment: " + ", ".join(f"{sum((r.kind or 'other') == k for r in runs)} {k}" for k in kinds)))
-        body += [_panel(panel, dashboard, experiment, runs, studies, context) for panel in dashboard.panels]
+        body += [_panel(panel, dashboard, experiment, runs, studies, context) for panel in dashboard.panels if not isinstance(panel, FindingsPanel)]
         body.append("</section>")
     body.append(_paper_section(dashboard.paper, context))
     return page(f"{dashboard.title} ({slug})", "\n".join(body), built)
@@ -138,7 +153,7 @@ def index_page(definitions: Definitions, records: Sequence[RunRecord], built: st
     for slug, d in definitions.dashboards.items():
         lines = []
         for experiment in d.experiments:
-            count = sum(r.experiment == experiment for r in records)
+            count = sum(r.experiment in members(experiment) for r in records)
             state = f"{progress(records, experiment).text()} ({count} runs)" if count else "no runs yet"
             lines.append(f"{escape(experiment)}: {escape(state)}")
         cited = ", ".join(f"Table {definitions.paper.tables[k].table}" for k in d.paper) or "—"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sslsteal.dashboards.fields import check_field
 
@@ -144,8 +144,64 @@ class StudiesPanel(Strict):
     title: str
 
 
-Panel = Annotated[TablePanel | LinePanel | ScatterPanel | StudiesPanel, Field(discriminator="kind")]
-PANEL_KINDS = ("table", "line", "scatter", "studies")
+class FindingCell(Strict):
+    """The runs one side of a finding reads: finished trials of an experiment matching the filters (several
+    configurations are averaged per seed, e.g. three losses), and the per-run value `metric` (minus `minus`)."""
+
+    experiment: str
+    filters: dict[FieldName, Scalar | list[Scalar]] = {}
+    metric: FieldName | None = None
+    minus: FieldName | None = None
+    label: str
+
+
+class Finding(Strict):
+    """One finding of the paper as a comparison: side `a` against side `b` (or against the constant `value`), paired
+    by seed where both sides ran the same seeds. `expect`: greater (a > b), less (a < b) or close (|a - b| < margin).
+    Held when the 95% interval of the difference lies on the expected side (inside the margin for close), not held
+    when it lies on the other side (outside the margin), inconclusive otherwise."""
+
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$")]
+    claim: str
+    paper: str
+    metric: FieldName
+    minus: FieldName | None = None
+    a: FindingCell
+    b: FindingCell | None = None
+    value: float | None = None
+    expect: Literal["greater", "less", "close"]
+    margin: float = Field(0.0, ge=0)
+    format: Annotated[str, AfterValidator(_check_format)] = ".2f"
+
+    @model_validator(mode="after")
+    def _one_reference(self) -> Finding:
+        if (self.b is None) == (self.value is None):
+            raise ValueError("give exactly one of b (a second set of runs) and value (a constant)")
+        if (self.expect == "close") != (self.margin > 0):
+            raise ValueError("margin: a positive margin goes with expect: close, and only with it")
+        return self
+
+
+class FindingsPanel(Strict):
+    """The paper's findings, each computed from the runs of the experiments its sides name (rendered once per page,
+    not per experiment)."""
+
+    kind: Literal["findings"]
+    title: str
+    findings: list[Finding] = Field(min_length=1)
+
+    @field_validator("findings")
+    @classmethod
+    def _unique_ids(cls, v: list[Finding]) -> list[Finding]:
+        ids = [f.id for f in v]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise ValueError(f"finding ids must be unique; repeated: {', '.join(repeated)}")
+        return v
+
+
+Panel = Annotated[TablePanel | LinePanel | ScatterPanel | StudiesPanel | FindingsPanel, Field(discriminator="kind")]
+PANEL_KINDS = ("table", "line", "scatter", "studies", "findings")
 
 
 class Dashboard(Strict):

@@ -150,7 +150,12 @@ def _open_run(tracker: Tracker, config: dict[str, Any], spec: StealSpec, context
     """The trial's MLflow child run (every attempt reuses it) with the resolved params, where it runs, and its config."""
     import ray
 
-    where = {"sslsteal.account": account, "sslsteal.node_id": ray.get_runtime_context().get_node_id(), "sslsteal.pid": str(os.getpid())}
+    where = {
+        "sslsteal.account": account,
+        "sslsteal.node_id": ray.get_runtime_context().get_node_id(),
+        "sslsteal.pid": str(os.getpid()),
+        "sslsteal.trial_cpus": f"{context.cpus:g}",
+    }
     run_id = tracker.child(context.parent_run, key=trial_id, name=trial_name(config), params=resolved_params(spec, config["defense"]), tags=where)
     tracker.log_dict(run_id, config, "trial_config.json")
     return run_id

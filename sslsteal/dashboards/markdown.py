@@ -1,0 +1,167 @@
+"""Generated blocks of a Markdown file (docs/RESULTS.md): tables, findings and costs written from the tracking
+store between markers, so the prose around them stays hand-written and a test can regenerate the file and compare.
+
+A block is
+    <!-- sslsteal:table dashboard=losses panel=0 experiment=cpu-table2-losses -->
+    ... (generated) ...
+    <!-- sslsteal:end -->
+with `sslsteal:findings dashboard=findings panel=0` (a findings panel) or `sslsteal:cost experiments=a,b` (wall
+time and CPU-hours per experiment) instead of a table. Nothing in a block depends on when it was built.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sslsteal.dashboards.aggregate import members, select
+from sslsteal.dashboards.findings import FINDINGS_HEADER, findings_rows, measure
+from sslsteal.dashboards.render import Context, TableData, table_data
+from sslsteal.dashboards.spec import Dashboard, Definitions, FindingsPanel, TablePanel
+from sslsteal.orchestration.records import GIT_COMMIT, RunRecord
+
+BLOCK = re.compile(r"(?P<open><!-- sslsteal:(?P<kind>[a-z]+)(?P<args>(?: [a-z_]+=[^ >]+)*) -->\n)(?P<body>.*?)(?P<close><!-- sslsteal:end -->)", re.S)
+KINDS = ("table", "findings", "cost")
+
+
+class BlockError(ValueError):
+    """A marker that names an unknown kind, dashboard or panel, or lacks an argument."""
+
+
+@dataclass(frozen=True)
+class Block:
+    kind: str
+    args: dict[str, str]
+
+    def arg(self, key: str) -> str:
+        if key not in self.args:
+            raise BlockError(f"sslsteal:{self.kind} block: missing {key}=...")
+        return self.args[key]
+
+
+def blocks(text: str) -> list[Block]:
+    """Every generated block of `text`, in order."""
+    out = []
+    for m in BLOCK.finditer(text):
+        if m["kind"] not in KINDS:
+            raise BlockError(f"unknown block sslsteal:{m['kind']}; known: {', '.join(KINDS)}")
+        out.append(Block(m["kind"], dict(pair.split("=", 1) for pair in m["args"].split())))
+    return out
+
+
+def _panel(definitions: Definitions, block: Block) -> tuple[Dashboard, object]:
+    slug = block.arg("dashboard")
+    if slug not in definitions.dashboards:
+        raise BlockError(f"sslsteal:{block.kind} block: unknown dashboard '{slug}'; known: {', '.join(definitions.dashboards)}")
+    dashboard = definitions.dashboards[slug]
+    index = int(block.arg("panel"))
+    if not 0 <= index < len(dashboard.panels):
+        raise BlockError(f"sslsteal:{block.kind} block: dashboard '{slug}' has no panel {index}")
+    return dashboard, dashboard.panels[index]
+
+
+def experiments(definitions: Definitions, text: str) -> list[str]:
+    """The experiments whose runs the blocks of `text` read."""
+    names: list[str] = []
+    for block in blocks(text):
+        if block.kind == "cost":
+            names += block.arg("experiments").split(",")
+            continue
+        _, panel = _panel(definitions, block)
+        if isinstance(panel, FindingsPanel):
+            names += [name for f in panel.findings for c in (f.a, f.b) if c is not None for name in members(c.experiment)]
+        else:
+            names += members(block.arg("experiment"))
+    return list(dict.fromkeys(names))
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A pipe table (pipes inside cells escaped)."""
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    return "\n".join([line(header), line(["---"] * len(header)), *(line(r) for r in rows)]) + "\n"
+
+
+def table_markdown(data: TableData) -> str:
+    """A grouped table: row values, runs, seeds, then each cell's mean [interval] with the paper's value after it."""
+    rows = []
+    for row in data.rows:
+        cells = [*row.values.values(), str(row.runs), *([", ".join(row.seeds)] if data.with_seeds else [])]
+        for cell in row.cells:
+            paper = "; ".join(f"paper {format(p.value, cell.fmt)} (T{p.table})" for p in cell.paper)
+            cells.append(cell.text() + (f" ({paper})" if paper else ""))
+        rows.append(cells)
+    return markdown_table(data.header, rows) + (f"\nNo run logged {', '.join(data.absent)}.\n" if data.absent else "")
+
+
+def _table_block(definitions: Definitions, block: Block, records: Sequence[RunRecord]) -> str:
+    dashboard, panel = _panel(definitions, block)
+    if not isinstance(panel, TablePanel):
+        raise BlockError(f"sslsteal:table block: panel {block.arg('panel')} of '{block.arg('dashboard')}' is not a table")
+    experiment = block.arg("experiment")
+    filters = dict(dashboard.filters) | dict(panel.filters or {})
+    used = select(records, experiment, panel.runs or dashboard.runs, panel.status or dashboard.status, filters)
+    if not used:
+        return f"No finished runs of {experiment} yet.\n"
+    context = Context([definitions.paper.tables[k] for k in dashboard.paper], dashboard.confidence, dashboard.labels)
+    return table_markdown(table_data(panel, used, context))
+
+
+def _findings_block(definitions: Definitions, block: Block, records: Sequence[RunRecord]) -> str:
+    _, panel = _panel(definitions, block)
+    if not isinstance(panel, FindingsPanel):
+        raise BlockError(f"sslsteal:findings block: panel {block.arg('panel')} of '{block.arg('dashboard')}' is not a findings panel")
+    rows = findings_rows([measure(f, records) for f in panel.findings])
+    return markdown_table(FINDINGS_HEADER, [[*row[:-1], f"**{row[-1]}**"] for row in rows])
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.2f}"
+
+
+def cost_rows(records: Sequence[RunRecord], names: Sequence[str]) -> list[list[str]]:
+    """Per experiment: finished and failed trials, the commits that made them, the wall time of its sweep and optimize
+    runs and the CPU-hours of its trials (each trial's wall time times the CPUs it reserved, `sslsteal.trial_cpus`)."""
+    rows = []
+    for name in names:
+        runs = [r for r in records if r.experiment == name]
+        trials = [r for r in runs if r.kind == "trial"]
+        parents = [r for r in runs if r.kind in ("sweep", "optimize")]
+        finished = sum(r.status == "FINISHED" for r in trials)
+        failed = sum(r.status == "FAILED" for r in trials)
+        commits = sorted({r.tags[GIT_COMMIT][:7] for r in trials if GIT_COMMIT in r.tags}) or ["—"]
+        wall = sum(_duration(r) for r in parents)
+        cpu = sum(_duration(r) * float(r.tags.get("sslsteal.trial_cpus", "1")) for r in trials)
+        rows.append([name, str(finished), str(failed), ", ".join(commits), _hours(wall), _hours(cpu)])
+    return rows
+
+
+def _duration(record: RunRecord) -> float:
+    if record.start_time is None or record.end_time is None:
+        return 0.0
+    return (record.end_time - record.start_time).total_seconds()
+
+
+COST_HEADER = ["experiment", "trials finished", "failed", "commit", "wall hours", "CPU-hours"]
+
+
+def render_block(definitions: Definitions, block: Block, records: Sequence[RunRecord]) -> str:
+    """The generated Markdown of one block."""
+    if block.kind == "table":
+        return _table_block(definitions, block, records)
+    if block.kind == "findings":
+        return _findings_block(definitions, block, records)
+    return markdown_table(COST_HEADER, cost_rows(records, block.arg("experiments").split(",")))
+
+
+def regenerate(text: str, definitions: Definitions, records: Sequence[RunRecord]) -> str:
+    """`text` with every generated block rewritten from `records`; the markers and everything outside stay."""
+    parsed = iter(blocks(text))
+
+    def one(m: re.Match[str]) -> str:
+        return m["open"] + render_block(definitions, next(parsed), records) + m["close"]
+
+    return BLOCK.sub(one, text)
