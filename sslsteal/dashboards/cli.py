@@ -107,7 +107,7 @@ def _markdown(args: argparse.Namespace, definitions: Definitions, uri: str) -> i
     text = path.read_text()
     try:
         records = run_records.fetch_records(uri, experiments(definitions, text))
-        new = regenerate(text, definitions, records)
+        new = regenerate(text, definitions, records, run_records.read_studies(records, args.optuna_storage))
     except BlockError as exc:
         print(f"{path}: {exc}", file=sys.stderr)
         return USAGE_ERROR

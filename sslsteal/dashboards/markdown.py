@@ -5,8 +5,9 @@ A block is
     <!-- sslsteal:table dashboard=losses panel=0 experiment=cpu-table2-losses -->
     ... (generated) ...
     <!-- sslsteal:end -->
-with `sslsteal:findings dashboard=findings panel=0` (a findings panel) or `sslsteal:cost experiments=a,b` (wall
-time and CPU-hours per experiment) instead of a table. Nothing in a block depends on when it was built.
+with `sslsteal:findings dashboard=findings panel=0` (a findings panel), `sslsteal:studies experiment=NAME` (the
+experiment's Optuna studies: best loss per budget) or `sslsteal:cost experiments=a,b` (wall time and CPU-hours per
+experiment) instead of a table. Nothing in a block depends on when it was built.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from dataclasses import dataclass
 
 from sslsteal.dashboards.aggregate import members, select
 from sslsteal.dashboards.findings import FINDINGS_HEADER, findings_rows, measure
-from sslsteal.dashboards.render import Context, TableData, table_data
+from sslsteal.dashboards.render import Context, TableData, studies_rows, table_data
 from sslsteal.dashboards.spec import Dashboard, Definitions, FindingsPanel, TablePanel
-from sslsteal.orchestration.records import GIT_COMMIT, RunRecord
+from sslsteal.orchestration.records import GIT_COMMIT, RunRecord, StudyRecord
 
 BLOCK = re.compile(r"(?P<open><!-- sslsteal:(?P<kind>[a-z]+)(?P<args>(?: [a-z_]+=[^ >]+)*) -->\n)(?P<body>.*?)(?P<close><!-- sslsteal:end -->)", re.S)
-KINDS = ("table", "findings", "cost")
+KINDS = ("table", "findings", "studies", "cost")
 
 
 class BlockError(ValueError):
@@ -67,6 +68,9 @@ def experiments(definitions: Definitions, text: str) -> list[str]:
     for block in blocks(text):
         if block.kind == "cost":
             names += block.arg("experiments").split(",")
+            continue
+        if block.kind == "studies":
+            names += members(block.arg("experiment"))
             continue
         _, panel = _panel(definitions, block)
         if isinstance(panel, FindingsPanel):
@@ -148,20 +152,32 @@ def _duration(record: RunRecord) -> float:
 COST_HEADER = ["experiment", "trials finished", "failed", "commit", "wall hours", "CPU-hours"]
 
 
-def render_block(definitions: Definitions, block: Block, records: Sequence[RunRecord]) -> str:
+def _studies_block(block: Block, studies: Sequence[StudyRecord]) -> str:
+    found = [s for s in studies if s["experiment"] in members(block.arg("experiment"))]
+    if not found:
+        return f"No Optuna studies of {block.arg('experiment')} yet.\n"
+    found.sort(key=lambda s: (s["budget"] is None, s["budget"] or 0, s["name"]))
+    header, rows = studies_rows(found)
+    return markdown_table(header, rows)
+
+
+def render_block(definitions: Definitions, block: Block, records: Sequence[RunRecord], studies: Sequence[StudyRecord] = ()) -> str:
     """The generated Markdown of one block."""
     if block.kind == "table":
         return _table_block(definitions, block, records)
     if block.kind == "findings":
         return _findings_block(definitions, block, records)
+    if block.kind == "studies":
+        return _studies_block(block, studies)
     return markdown_table(COST_HEADER, cost_rows(records, block.arg("experiments").split(",")))
 
 
-def regenerate(text: str, definitions: Definitions, records: Sequence[RunRecord]) -> str:
-    """`text` with every generated block rewritten from `records`; the markers and everything outside stay."""
+def regenerate(text: str, definitions: Definitions, records: Sequence[RunRecord], studies: Sequence[StudyRecord] = ()) -> str:
+    """`text` with every generated block rewritten from `records` (and the Optuna `studies` of their study runs);
+    the markers and everything outside them stay."""
     parsed = iter(blocks(text))
 
     def one(m: re.Match[str]) -> str:
-        return m["open"] + render_block(definitions, next(parsed), records) + m["close"]
+        return m["open"] + render_block(definitions, next(parsed), records, studies) + m["close"]
 
     return BLOCK.sub(one, text)

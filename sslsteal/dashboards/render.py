@@ -192,11 +192,10 @@ def _best_params(params: Mapping[str, object]) -> str:
     return ", ".join(f"{k.rsplit('/', 1)[-1]}={format(v, '.4g') if isinstance(v, float) else v}" for k, v in params.items()) or "—"
 
 
-def studies_table(studies: Sequence[StudyRecord]) -> str:
-    """Per budget: trial counts, the best loss, value and parameters, and the best value of every loss (and any
-    study that could not be read)."""
+def studies_rows(studies: Sequence[StudyRecord]) -> tuple[list[str], list[list[str]]]:
+    """Per budget: trial counts, the best loss, value and parameters, and the best value of every loss (header, rows)."""
     losses = sorted({loss for s in studies for loss in s["best_per_loss"]})
-    objective = studies[0]["objective"]
+    objective = studies[0]["objective"] if studies else "objective"
     rows = []
     for s in studies:
         best = s["best"]
@@ -204,9 +203,18 @@ def studies_table(studies: Sequence[StudyRecord]) -> str:
         cells = [label(None if s["budget"] is None else str(s["budget"])), s["name"], counts]
         cells += [best["loss"] or "—", format(best["value"], ".4g"), _best_params(best["params"])] if best else ["—", "—", "—"]
         cells += [format(s["best_per_loss"][loss], ".4g") if loss in s["best_per_loss"] else "—" for loss in losses]
-        rows.append(f"<tr{attrs({'data-study': s['name']})}>{''.join(f'<td>{escape(c)}</td>' for c in cells)}</tr>")
+        rows.append(cells)
     header = ["budget", "study", "trials complete/pruned/failed/running", "best loss", f"best {objective}", "best params"]
-    html = table([*header, *(f"best {loss}" for loss in losses)], rows, {"class": "data studies"})
+    return [*header, *(f"best {loss}" for loss in losses)], rows
+
+
+def studies_table(studies: Sequence[StudyRecord]) -> str:
+    """The studies as an HTML table (and any study that could not be read)."""
+    header, rows = studies_rows(studies)
+    html_rows = [
+        f"<tr{attrs({'data-study': s['name']})}>{''.join(f'<td>{escape(c)}</td>' for c in cells)}</tr>" for s, cells in zip(studies, rows, strict=True)
+    ]
+    html = table(header, html_rows, {"class": "data studies"})
     return html + "".join(note(f"{s['name']}: {s['error']}") for s in studies if s["error"])
 
 
