@@ -62,3 +62,20 @@ def test_watermark_views_pair_each_image_with_both_intervals() -> None:
 
 def test_registry_names() -> None:
     assert set(AUGMENTATIONS) == {"none", "weak", "simclr"} and AUGMENTATIONS["none"] is None
+
+
+def test_blur_keeps_flat_images_smooths_noise_and_p_zero_is_identity() -> None:
+    from sslsteal.data.augment import random_blur
+
+    flat = torch.full((2, 3, 16, 16), 0.3)
+    assert torch.allclose(random_blur(flat, 1.0), flat)
+    noise = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert random_blur(noise, 1.0).var() < noise.var() / 2 and torch.equal(random_blur(noise, 0.0), noise)
+
+
+def test_solarize_inverts_the_pixels_at_or_above_the_threshold() -> None:
+    from sslsteal.data.augment import random_solarize
+
+    x = torch.tensor([0.2, 0.5, 0.9]).view(1, 1, 1, 3)
+    assert torch.allclose(random_solarize(x, 1.0).flatten(), torch.tensor([0.2, 0.5, 0.1]))
+    assert torch.equal(random_solarize(x, 0.0), x)

@@ -202,12 +202,12 @@ def test_every_declared_component_has_its_implementation() -> None:
     import sslsteal.losses
     import sslsteal.models
     import sslsteal.victim.defenses  # noqa: F401  (attach the implementations)
-    from sslsteal.specs.attack import METHODS
     from sslsteal.specs.datasets import DATASETS
     from sslsteal.specs.defenses import DEFENSES
     from sslsteal.specs.encoders import ENCODERS
     from sslsteal.specs.evaluate import OWNERSHIP_TESTS
     from sslsteal.specs.losses import LOSSES
+    from sslsteal.specs.methods import METHODS
 
     for registry in (DATASETS, DEFENSES, ENCODERS, LOSSES, OWNERSHIP_TESTS, METHODS):
         assert len(registry) >= 3

@@ -59,7 +59,9 @@ def test_sweep_logs_one_child_per_trial(cifar_root: Path, tmp_path: Path, mlflow
         assert params["defense.name"] == "noise" and params["defense.sigma"] == "0.1" and "defense.mean" in params
         m = child.data.metrics
         assert child.info.status == "FINISHED"
-        assert m["queries_used"] == 300.0
+        assert m["queries_used"] == 300.0 == m["queries.victim_forward"] and m["queries.source_images"] == 300.0  # both sides counted alike
+        assert 0 < m["time.query_s"] < m["time.steal_s"] and m["time.attacker_s"] == pytest.approx(m["time.steal_s"] - m["time.query_s"])
+        assert child.data.tags["sslsteal.trial_cpus"] == "1"
         for key in ("acc.cifar10", "acc_ratio.cifar10", "gain_recovered.cifar10", "fidelity.cosine", "legit_acc.cifar10"):
             assert key in m, (key, sorted(m))
         # the tiny protocol scores 2,000 test images; the pool cifar10:test[:8000] leaves exactly those

@@ -7,7 +7,7 @@ from sslsteal.attacks.base import AttackContext, StolenModel
 from sslsteal.attacks.matching import match_answers, new_encoder, pay
 from sslsteal.core.seeding import seeded
 from sslsteal.models import ProjectionHead
-from sslsteal.specs.attack import METHODS
+from sslsteal.specs.methods import METHODS
 
 
 @METHODS.implements("access_head")

@@ -1,7 +1,7 @@
 """What every attack method takes and returns, and `steal`, which runs the method `spec.method` names.
 
 A method is a function `(AttackContext) -> StolenModel` registered with `@METHODS.implements(name)` in its own
-file of this package; `METHODS` (sslsteal.specs.attack) declares it. Whatever it does, it queries only through
+file of this package; `METHODS` (sslsteal.specs.methods) declares it with its options. Whatever it does, it queries only through
 `ctx.query` (so every answered image is counted against the budget) and draws randomness only from the attacker's
 streams (`sslsteal.core.seeding`, roles `attacker.*`)."""
 
@@ -15,7 +15,8 @@ from torch import nn
 
 from sslsteal.data.loaders import ImageSet
 from sslsteal.models import Embed, Encoder
-from sslsteal.specs.attack import METHODS, AttackSpec
+from sslsteal.specs.attack import AttackSpec
+from sslsteal.specs.methods import METHODS
 
 EpochCallback = Callable[[int, dict[str, float], Encoder], None]
 

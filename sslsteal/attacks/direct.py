@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from torch import nn
-
 from sslsteal.attacks.base import AttackContext, StolenModel
-from sslsteal.attacks.matching import match_answers, new_encoder, pay
-from sslsteal.core.seeding import seeded
-from sslsteal.specs.attack import METHODS
+from sslsteal.attacks.matching import match_answers, new_encoder, pay, width_adapter
+from sslsteal.specs.methods import METHODS
 
 
 @METHODS.implements("direct")
@@ -16,8 +13,4 @@ def direct(ctx: AttackContext) -> StolenModel:
     paid = pay(ctx)
     encoder = new_encoder(ctx)
     dim = paid.answers.shape[1]
-    adapter = None
-    if encoder.dim != dim:
-        with seeded(ctx.spec.seed, "attacker.head_init"):
-            adapter = nn.Linear(encoder.dim, dim).to(ctx.device)
-    return match_answers(ctx, paid, encoder, head=adapter, frozen_head=False, dim=dim)
+    return match_answers(ctx, paid, encoder, head=width_adapter(ctx, encoder, dim), frozen_head=False, dim=dim)

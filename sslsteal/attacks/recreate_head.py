@@ -11,7 +11,7 @@ from sslsteal.attacks.matching import Answers, match_answers, new_encoder, pay
 from sslsteal.attacks.training import train
 from sslsteal.core.seeding import seeded
 from sslsteal.models import ProjectionHead
-from sslsteal.specs.attack import METHODS
+from sslsteal.specs.methods import METHODS
 
 
 def recreate(ctx: AttackContext, paid: Answers) -> nn.Module:

@@ -33,6 +33,8 @@ OWNERSHIP_KEYS = (
 METRIC_LABELS = {
     # trial runs: docs/architecture.md#metrics
     "queries_used": "queries used",
+    "queries.source_images": "distinct query images",
+    "queries.victim_forward": "victim forward passes (images)",
     "acc.<dataset>": "stolen accuracy (<dataset>)",
     "acc.<dataset>.lo": "stolen accuracy (<dataset>), Wilson low",
     "acc.<dataset>.hi": "stolen accuracy (<dataset>), Wilson high",
@@ -57,6 +59,8 @@ METRIC_LABELS = {
     "val.knn_acc": "k-NN validation accuracy",
     "epoch": "epoch",
     "time.steal_s": "steal time (s)",
+    "time.query_s": "time waiting for the victim (s)",
+    "time.attacker_s": "attacker's own time (s)",
     "time.eval_s": "evaluation time (s)",
     "time.ownership_s": "ownership tests time (s)",
     "time.transfer_s": "FGSM transfer time (s)",

@@ -29,7 +29,8 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class SimCLRAugment:
-    """SimCLR augmentation: random resized crop, horizontal flip, colour jitter (p), grayscale (p).
+    """SimCLR augmentation: random resized crop, horizontal flip, colour jitter (p), grayscale (p), and optionally
+    Gaussian blur (p, sigma 0.1-2) and solarisation (p) as BYOL adds them (RDA's views use both).
 
     Jitter factors follow torchvision's ColorJitter (brightness, contrast, saturation as multiplicative
     factors in [1-s, 1+s], hue as a shift in [-h, h] turns) applied in a fixed order; hue rotates the YIQ
@@ -45,12 +46,18 @@ class SimCLRAugment:
     saturation: float = 0.4
     hue: float = 0.1
     grayscale_p: float = 0.2
+    blur_p: float = 0.0
+    solarize_p: float = 0.0
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         x = resized_crop_flip(x, self.crop_scale, self.crop_ratio, self.flip_p, generator)
         if x.shape[1] == 3:
             x = color_jitter(x, self.jitter_p, self.brightness, self.contrast, self.saturation, self.hue, generator)
             x = random_grayscale(x, self.grayscale_p, generator)
+        if self.blur_p > 0:
+            x = random_blur(x, self.blur_p, generator)
+        if self.solarize_p > 0:
+            x = random_solarize(x, self.solarize_p, generator)
         return x
 
 
@@ -133,6 +140,26 @@ def random_grayscale(x: torch.Tensor, p: float, generator: torch.Generator | Non
     apply = (torch.rand(n, device=x.device, generator=generator) < p).view(n, 1, 1, 1)
     grey = (x * LUMA.to(x.device).view(1, 3, 1, 1)).sum(1, keepdim=True).expand_as(x)
     return torch.where(apply, grey, x)
+
+
+def random_blur(x: torch.Tensor, p: float, generator: torch.Generator | None = None, sigma: tuple[float, float] = (0.1, 2.0)) -> torch.Tensor:
+    """Gaussian blur (a 5-tap separable kernel, sigma uniform in `sigma` per image) of a random subset (probability p)."""
+    n, c, h, w = x.shape
+    apply = (torch.rand(n, device=x.device, generator=generator) < p).view(n, 1, 1, 1)
+    s = _uniform(n, *sigma, x.device, generator)
+    taps = torch.arange(-2, 3, device=x.device, dtype=x.dtype)
+    kernel = torch.exp(-(taps.view(1, -1) ** 2) / (2 * s.view(-1, 1) ** 2))
+    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (n*c, 5): one kernel per channel
+    flat = F.pad(x.reshape(1, n * c, h, w), (2, 2, 2, 2), mode="reflect")
+    flat = F.conv2d(flat, kernel.view(n * c, 1, 1, 5), groups=n * c)
+    flat = F.conv2d(flat, kernel.view(n * c, 1, 5, 1), groups=n * c)
+    return torch.where(apply, flat.view(n, c, h, w), x)
+
+
+def random_solarize(x: torch.Tensor, p: float, generator: torch.Generator | None = None, threshold: float = 0.5) -> torch.Tensor:
+    """Invert the pixels at or above `threshold` of a random subset (probability p) of the batch (PIL's solarize)."""
+    apply = (torch.rand(x.shape[0], device=x.device, generator=generator) < p).view(-1, 1, 1, 1)
+    return torch.where(apply & (x >= threshold), 1.0 - x, x)
 
 
 def rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:

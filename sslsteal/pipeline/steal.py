@@ -236,7 +236,17 @@ def steal_and_evaluate(
             pool=spec.attack.pool,
         )
     )
-    metrics.update({"queries_used": float(budgeted.used), "time.steal_s": steal_s, "time.ownership_s": time.perf_counter() - start})
+    metrics.update(
+        {
+            "queries_used": float(budgeted.used),
+            "queries.source_images": float(len(queried)),
+            "queries.victim_forward": float(budgeted.used),
+            "time.steal_s": steal_s,
+            "time.query_s": budgeted.seconds,
+            "time.attacker_s": steal_s - budgeted.seconds,
+            "time.ownership_s": time.perf_counter() - start,
+        }
+    )
     if ev.transfer is not None:
         from sslsteal.pipeline.transfer import transfer_metrics
 

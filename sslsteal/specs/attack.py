@@ -5,37 +5,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import Field, model_validator
 
-from sslsteal.core.registry import Registry
 from sslsteal.specs.base import ConfigError, StrictModel
 from sslsteal.specs.datasets import DataRef, DataRefText, parse_ref
 from sslsteal.specs.defenses import defense_params
 from sslsteal.specs.encoders import EncoderName
 from sslsteal.specs.losses import LossName, loss_params
-
-METHODS: Registry[str] = Registry("attack method")
-"""Attack method -> what it does (paper section 3.2)."""
-
-METHODS.add("direct", "Algorithm 1: the stolen encoder's representation is matched to the victim's")
-METHODS.add("recreate_head", "Algorithm 2: a head trained on the victim's outputs of two views per image, then frozen, compares the two")
-METHODS.add("access_head", "the victim answers its projection-head output; the attacker trains an encoder plus a head to match it")
-MethodName = Annotated[str, AfterValidator(METHODS.check)]
-
-SIGNED_METHODS = {
-    "access_head": "the victim answers its projection head's output",
-    "recreate_head": "both sides pass through the recreated head",
-}
-"""Methods whose loss compares head outputs, which are signed (the victim's representation, ReLU-pooled, is not),
-with the reason quoted in validation errors."""
+from sslsteal.specs.methods import METHODS, MethodName, MethodParams, method_params
 
 
 class AttackSpec(StrictModel):
     """How one attacker account steals: method, loss, budget, query data and training recipe."""
 
     method: MethodName = Field("direct", description="how the copy is trained: " + ", ".join(METHODS))
+    method_params: dict[str, Any] = Field(default_factory=dict, description="the method's options (sslsteal.specs.methods, docs/attacks.md)")
     loss: LossName = "infonce"
     loss_params: dict[str, Any] = Field(default_factory=dict)
     queries: int = Field(..., gt=0, description="images the victim answers for this account")
@@ -68,6 +54,18 @@ class AttackSpec(StrictModel):
     @model_validator(mode="after")
     def _consistent(self) -> AttackSpec:
         try:
+            options = method_params(self.method, self.method_params)
+        except ValueError as exc:
+            raise ConfigError([str(exc)]) from None
+        if options.own_objective:
+            unused = [k for k in ("loss", "loss_params") if k in self.model_fields_set]
+            if unused:
+                raise ConfigError(
+                    [f"{unused[0]}: method {self.method} trains with its own objective (method_params, docs/attacks.md); remove attack.{unused[0]}"]
+                )
+            if self.strategy != "once":
+                raise ConfigError([f"strategy: method {self.method} decides which views the victim answers (method_params); leave strategy at once"])
+        try:
             loss_params(self.loss, self.loss_params)
         except ValueError as exc:
             raise ValueError(f"loss_params: {exc}") from None
@@ -77,8 +75,10 @@ class AttackSpec(StrictModel):
             )
         if self.method == "recreate_head" and self.strategy != "augmented":
             raise ConfigError(["strategy: method recreate_head needs victim outputs of several views per image: use strategy augmented"])
-        if self.images_needed < 1:
-            raise ConfigError([f"queries: {self.queries} queries buy no image at {self.views} views each"])
+        least = self.options.min_images
+        if self.images_needed < least:
+            bought = "no image" if self.images_needed == 0 else f"{self.images_needed} image (method {self.method} needs {least})"
+            raise ConfigError([f"queries: {self.queries} queries buy {bought} at {self.answers_per_image} answers each ({self.options.budget_key or 'views'})"])
         available = self.pool.size
         if self.images_needed > available:
             raise ConfigError([f"queries: {self.queries} queries need {self.images_needed} images but {self.query_data} has {available}"])
@@ -86,7 +86,18 @@ class AttackSpec(StrictModel):
 
     @property
     def views_per_image(self) -> int:
+        """Views of each image the query strategy sends (the paper's methods)."""
         return self.views if self.strategy == "augmented" else 1
+
+    @property
+    def options(self) -> MethodParams:
+        """The method's validated options (`method_params` with its defaults)."""
+        return method_params(self.method, self.method_params)
+
+    @property
+    def answers_per_image(self) -> int:
+        """Answers the victim gives (and the account pays) per query image under this method."""
+        return self.options.answers_per_image(self.views_per_image)
 
     @property
     def pool(self) -> DataRef:
@@ -105,7 +116,7 @@ class AttackSpec(StrictModel):
     @property
     def images_needed(self) -> int:
         """Distinct query images the budget buys."""
-        return self.queries // self.views_per_image
+        return self.queries // self.answers_per_image
 
 
 def signed_answers(attack: Any, defense: Any = None) -> str | None:
@@ -126,7 +137,8 @@ def signed_answers(attack: Any, defense: Any = None) -> str | None:
         return None
     if not params.needs_nonnegative():
         return None
-    source = f"method {method} ({SIGNED_METHODS[method]})" if method in SIGNED_METHODS else _signing_defense(defense)
+    signed = METHODS[method].signed
+    source = f"method {method} ({signed})" if signed else _signing_defense(defense)
     if source is None:
         return None
     fix = f"set attack.loss_params.{params.signed_fix} or use another loss" if params.signed_fix else "use another loss"
