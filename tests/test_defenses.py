@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 
 import pytest
@@ -55,12 +56,12 @@ def test_every_defense_keeps_shape_is_finite_and_pickles(name: str) -> None:
         defense.apply(state, rep, rep, head)
     for out in (rep, head):  # plain and access-head mode
         answers, flagged = defense.apply(state, out, rep, head)
-        assert answers.shape == out.shape and answers.dtype == torch.float32
+        assert answers.shape == (len(out), defense.answer_width(out.shape[1])) and answers.dtype == torch.float32
         assert torch.isfinite(answers).all()
         assert flagged.shape == (10,) and flagged.dtype == torch.bool
     restored = pickle.loads(pickle.dumps(state))
     answers, _ = defense.apply(restored, rep, rep, head)
-    assert answers.shape == rep.shape and isinstance(defense.pow_bits(restored), int)
+    assert answers.shape == (10, defense.answer_width(16)) and isinstance(defense.pow_bits(restored), int)
 
 
 def test_none_is_identity() -> None:
@@ -193,7 +194,8 @@ def test_pow_bits_follow_the_flag_rate() -> None:
 
 
 def test_b4b_coverage_and_noise_grow_as_queries_spread() -> None:
-    defense = build_defense({"name": "b4b", "n_planes": 6, "transform": False})
+    """Our polynomial calibration with one hyperplane family: sigma = alpha * coverage**beta."""
+    defense = build_defense({"name": "b4b", "n_planes": 6, "projections": 1, "calibration": "polynomial", "transform": "none"})
     state = defense.init_state("a")
     same = views(distinct(1), k=40, eps=1e-4)
     run(defense, same, state=state)
@@ -207,31 +209,70 @@ def test_b4b_coverage_and_noise_grow_as_queries_spread() -> None:
     assert noise[-100:].std().item() == pytest.approx(4.0 * wide**2, rel=0.2)
 
 
+def test_b4b_exponential_cost_is_the_authors_formula() -> None:
+    """sigma(n) = lam * (exp(ln(alpha / lam) * n / beta) - 1) at n % coverage: 0 at 0, alpha - lam at beta, and
+    sqrt(alpha * lam) - lam halfway (their scripts: lam 1e-7, alpha 1, beta 80)."""
+    defense = build_defense({"name": "b4b"})
+    assert (defense.params.lam, defense.params.alpha, defense.params.beta) == (1e-7, 1.0, 80.0)
+    sigma = defense.sigma(torch.tensor([0.0, 0.4, 0.8, 1.0], dtype=torch.float64)).tolist()
+    lam, alpha = 1e-7, 1.0
+    assert sigma[0] == 0.0 and sigma[2] == pytest.approx(alpha - lam, rel=1e-9) and sigma[1] == pytest.approx(math.sqrt(alpha * lam) - lam, rel=1e-9)
+    assert sigma[3] == pytest.approx(lam * (math.exp(math.log(alpha / lam) * 100 / 80) - 1), rel=1e-9)
+
+
+def test_b4b_coverage_averages_independent_hyperplane_families() -> None:
+    defense = build_defense({"name": "b4b", "n_planes": 5, "projections": 7, "transform": "none"})
+    x = distinct(60, seed=4)
+    codes = defense.buckets(x)
+    assert codes.shape == (7, 60) and len({tuple(row.tolist()) for row in codes}) == 7  # the families differ
+    state = run(defense, x)[2]
+    per_family = [len(set(row.tolist())) / 32 for row in codes]
+    assert B4BDefense.coverage(state) == pytest.approx(sum(per_family) / 7)
+
+
 def test_b4b_noise_does_not_depend_on_batch_split() -> None:
     x = distinct(50)
-    defense = build_defense({"name": "b4b", "n_planes": 4, "transform": False})
+    defense = build_defense({"name": "b4b", "n_planes": 4, "projections": 3, "transform": "none"})
     whole = run(defense, x)[0]
     state = defense.init_state("a")
     parts = torch.cat([defense.apply(state, x[i : i + 7], x[i : i + 7], x[i : i + 7])[0] for i in range(0, 50, 7)])
     assert torch.allclose(whole, parts)
 
 
-def test_b4b_secret_transform_per_account_stable_and_invertible() -> None:
-    config = {"name": "b4b", "alpha": 0.0}
+NOISELESS = {"name": "b4b", "calibration": "polynomial", "alpha": 0.0}
+
+
+@pytest.mark.parametrize("transform", ["affine", "pad_shuffle", "affine_pad_shuffle", "rotation"])
+def test_b4b_secret_transforms_are_per_account_stable_and_invertible(transform: str) -> None:
+    config = NOISELESS | {"transform": transform}
     defense = build_defense(config, seed=7)
     x = distinct(6)
     a = run(defense, x, "alice")[0]
-    b = run(defense, x, "bob")[0]
-    assert not torch.allclose(a, b)
+    assert a.shape == (6, defense.answer_width(DIM)) and not torch.allclose(a, run(defense, x, "bob")[0])
     restarted = build_defense(config, seed=7)
     assert torch.equal(run(restarted, x, "alice")[0], a)
     assert not torch.allclose(run(build_defense(config, seed=8), x, "alice")[0], a)
-    q, scales, perm = restarted.secret_transform("alice", DIM)
-    assert torch.allclose(q.T @ q, torch.eye(DIM), atol=1e-5)
-    assert (scales > 0).all() and sorted(perm.tolist()) == list(range(DIM))
-    recovered = torch.empty_like(a)
-    recovered[:, perm] = a
-    assert torch.allclose((recovered / scales) @ q.T, x, atol=1e-4)
+    parts = restarted.secret_transform("alice", DIM)
+    recovered = a
+    if "perm" in parts:  # drop the padding: the same random dimensions in every answer
+        unshuffled = torch.empty_like(a)
+        unshuffled[:, parts["perm"]] = a
+        assert torch.equal(unshuffled[:, DIM:], parts["pad"].expand(6, -1))
+        recovered = unshuffled[:, :DIM]
+    if "scale" in parts:
+        assert ((parts["scale"] > -1) & (parts["scale"] < 1)).all() and ((parts["shift"] > -1) & (parts["shift"] < 1)).all()
+        recovered = (recovered - parts["shift"]) / parts["scale"]
+    if "matrix" in parts:
+        recovered = recovered @ torch.linalg.inv(parts["matrix"])
+    assert torch.allclose(recovered, x, atol=1e-3)
+
+
+def test_b4b_options_name_the_calibration_they_belong_to() -> None:
+    with pytest.raises(ConfigError, match=r"defense\.sigma0: applies to calibration polynomial only"):
+        build_defense({"name": "b4b", "sigma0": 0.5})
+    with pytest.raises(ConfigError, match=r"defense\.pad_dim: applies to transform pad_shuffle or affine_pad_shuffle, not affine"):
+        build_defense({"name": "b4b", "transform": "affine", "pad_dim": 8})
+    assert build_defense({"name": "b4b", "pad_dim": 8}).answer_width(DIM) == DIM + 8
 
 
 # ---------------------------------------------------------------- build errors

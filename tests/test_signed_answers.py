@@ -92,7 +92,7 @@ def test_a_loss_in_one_grid_meets_a_method_in_another(tmp_path: Path) -> None:
         ({"name": "noise", "mean": 10, "sigma": {"grid": [0, 1]}}, None),  # 10 sigma above zero: never negative in practice
         (
             {"grid": [{"name": "round"}, {"name": "b4b"}]},
-            "defense b4b (the secret per-account rotation) makes them signed: " + FIX + " (with defense = {'name': 'b4b'})",
+            "defense b4b (the secret per-account affine_pad_shuffle transformation) makes them signed: " + FIX + " (with defense = {'name': 'b4b'})",
         ),
         ({"grid": [{"name": "round"}, {"name": "topk"}, {"name": "pow"}, {"name": "similarity"}]}, None),
     ],
@@ -149,8 +149,9 @@ DEFENSE_CASES = [
     {"name": "round", "decimals": -1},
     {"name": "topk", "k": 3},
     {"name": "b4b"},
-    {"name": "b4b", "transform": False},
-    {"name": "b4b", "transform": False, "alpha": 0},
+    {"name": "b4b", "transform": "none"},
+    {"name": "b4b", "transform": "rotation"},
+    {"name": "b4b", "transform": "none", "calibration": "polynomial", "alpha": 0},
 ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from sslsteal.core.registry import Registry, unknown_name
 from sslsteal.specs.base import ConfigError, StrictModel, errors_of
@@ -111,18 +111,53 @@ class TopKParams(DefenseParams):
     k: int = Field(10, ge=1, description="coordinates kept per answer (all when k >= dim)")
 
 
+B4B_TRANSFORMS = ("affine_pad_shuffle", "affine", "pad_shuffle", "rotation", "none")
+B4B_DEFAULTS = {"exponential": {"alpha": 1.0, "beta": 80.0}, "polynomial": {"alpha": 4.0, "beta": 2.0}}
+"""alpha and beta of each calibration: the authors' scripts' (exponential) and ours (polynomial)."""
+
+
 @DEFENSES.register("b4b")
 class B4BParams(DefenseParams):
-    """Coverage estimate (SimHash buckets), noise calibration, and the secret per-account transformation."""
+    """Coverage estimate (LSH buckets), noise calibration and the secret per-account transformation. The defaults are
+    the authors' scripts' (Dubinski et al., NeurIPS 2023); `calibration: polynomial`, `projections: 1` and
+    `transform: rotation` are ours (docs/defenses.md)."""
 
     space: Literal["rep", "head"] = Field("rep", description="vectors whose buckets measure coverage")
-    n_planes: int = Field(12, ge=1, le=24, description="random hyperplanes; 2**n_planes buckets")
-    sigma0: float = Field(0.0, ge=0, allow_inf_nan=False, description="noise std at zero coverage")
-    alpha: float = Field(4.0, ge=0, allow_inf_nan=False, description="extra noise std at full coverage")
-    beta: float = Field(2.0, gt=0, allow_inf_nan=False, description="convexity: small coverage costs little")
-    transform: bool = Field(True, description="apply the secret per-account transformation")
+    n_planes: int = Field(12, ge=1, le=24, description="random hyperplanes per family; 2**n_planes buckets")
+    projections: int = Field(20, ge=1, le=64, description="independent hyperplane families whose coverages are averaged (theirs: 20)")
+    calibration: Literal["exponential", "polynomial"] = Field(
+        "exponential",
+        description="exponential: sigma = lam * (exp(ln(alpha / lam) * n / beta) - 1), n the % covered (theirs); polynomial: sigma0 + alpha * coverage**beta (ours)",
+    )
+    lam: float = Field(1e-7, gt=0, allow_inf_nan=False, description="exponential: the curve's scale (theirs: 1e-7)")
+    alpha: float | None = Field(
+        None, ge=0, allow_inf_nan=False, description="exponential: sigma at beta % (theirs: 1); polynomial: extra sigma at full coverage (4)"
+    )
+    beta: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="exponential: % coverage where sigma reaches alpha (theirs: 80); polynomial: convexity (2)"
+    )
+    sigma0: float = Field(0.0, ge=0, allow_inf_nan=False, description="polynomial: sigma at zero coverage")
+    transform: Literal["affine_pad_shuffle", "affine", "pad_shuffle", "rotation", "none"] = Field(
+        "affine_pad_shuffle", description="the secret per-account map: their affine (scale and shift per dimension), pad-and-shuffle, both; our rotation; none"
+    )
+    pad_dim: int | None = Field(None, ge=1, description="pad_shuffle: random dimensions added (theirs: as many as the answer has)")
+
+    @model_validator(mode="after")
+    def _calibrated(self) -> B4BParams:
+        other = "polynomial" if self.calibration == "exponential" else "exponential"
+        misplaced = {"exponential": "sigma0", "polynomial": "lam"}[self.calibration]
+        if misplaced in self.model_fields_set:
+            raise ConfigError([f"{misplaced}: applies to calibration {other} only (this defense's is {self.calibration})"])
+        if self.pad_dim is not None and "pad" not in self.transform:
+            raise ConfigError([f"pad_dim: applies to transform pad_shuffle or affine_pad_shuffle, not {self.transform}"])
+        for key, value in B4B_DEFAULTS[self.calibration].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        return self
 
     def signs(self) -> str | None:
-        if self.transform:
-            return "the secret per-account rotation"
-        return f"zero-mean noise, sigma0 {self.sigma0:g} + alpha {self.alpha:g}" if self.sigma0 + self.alpha > 0 else None
+        if self.transform != "none":
+            return f"the secret per-account {self.transform} transformation"
+        if self.calibration == "exponential" or self.sigma0 + (self.alpha or 0.0) > 0:
+            return "zero-mean noise that grows with coverage"
+        return None

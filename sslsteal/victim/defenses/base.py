@@ -28,6 +28,10 @@ class Defense(ABC):
     def apply(self, state: dict[str, Any], out: Tensor, rep: Tensor, head: Tensor) -> tuple[Tensor, Tensor]:
         """(answers shaped like `out`, float32; bool (N,) mask of flagged queries), updating `state` in place."""
 
+    def answer_width(self, width: int) -> int:
+        """The width of the answers to outputs of `width` (a defense that pads them answers wider ones)."""
+        return width
+
     def pow_bits(self, state: dict[str, Any]) -> int:
         """Proof-of-work difficulty of the account's next request; only the `pow` defense charges any."""
         return 0
