@@ -29,6 +29,7 @@ TEMPLATE_OPTIONS: dict[str, dict] = {
     "stolenencoder": {"method_params": {"views": 2}},
     "contsteal": {"method_params": {"views": 3}},
     "rda": {"method_params": {"prototype_views": 3, "train_views": 2}},
+    "coverage": {"method_params": {"candidates": 3}},
 }
 """Per method, what it needs beyond the template's spec to run small (a method absent here runs with its defaults)."""
 
@@ -50,7 +51,7 @@ def template_spec(method: str, seed: int = 0) -> AttackSpec:
 
 
 def images_for(spec: AttackSpec) -> torch.Tensor:
-    return loaders.load("synthetic:train").subset(spec.images_needed, seed=spec.seed).images
+    return loaders.load("synthetic:train").subset(spec.images_drawn, seed=spec.seed).images
 
 
 def linear_agreement(encoder: torch.nn.Module, query, fit: torch.Tensor, held_out: torch.Tensor) -> float:
@@ -159,3 +160,23 @@ def test_each_method_pays_per_image_what_its_options_say() -> None:
     assert AttackSpec(method="contsteal", queries=9000, method_params={"views": 3}).images_needed == 3000
     assert AttackSpec(method="stolenencoder", queries=9000).images_needed == 9000
     assert AttackSpec(method="recreate_head", strategy="augmented", queries=9000).images_needed == 4500
+
+
+def test_k_center_takes_one_point_per_cluster_before_any_second() -> None:
+    from sslsteal.attacks.coverage import k_center
+
+    centres = torch.eye(4) * 10
+    points = torch.cat([c + 0.01 * torch.randn(5, 4, generator=torch.Generator().manual_seed(i)) for i, c in enumerate(centres)])
+    chosen = k_center(points, 4, first=0)
+    assert sorted((chosen // 5).tolist()) == [0, 1, 2, 3] and chosen[0] == 0
+
+
+def test_coverage_queries_only_the_images_it_chose() -> None:
+    spec = template_spec("coverage")
+    images = images_for(spec)
+    assert len(images) == 3 * spec.images_needed
+    sent: list[torch.Tensor] = []
+    victim = linear_victim()
+    stolen = steal(spec, lambda x: sent.append(x) or victim(x), images, encoder_name="small_cnn")
+    asked = torch.cat(sent)
+    assert len(asked) == spec.images_needed == stolen.source_images and len({tuple(x.flatten()[:64].tolist()) for x in asked}) == len(asked)

@@ -37,6 +37,8 @@ EXPECTED_TRIALS = {
     "cpu/transfer.yaml": 3,
     "cpu/fashion_mnist.yaml": 3,
     "cpu/protocols.yaml": 18,
+    "cpu/frontier.yaml": 105,
+    "cpu/defense_matrix.yaml": 75,
     "paper/methods.yaml": 3,
     "paper/losses.yaml": 10,
     "paper/queries.yaml": 21,
@@ -45,6 +47,8 @@ EXPECTED_TRIALS = {
     "paper/similarity_defense.yaml": 8,
     "paper/watermark.yaml": 12,
     "paper/fashion_mnist.yaml": 6,
+    "paper/frontier.yaml": 105,
+    "paper/defense_matrix.yaml": 75,
 }
 
 OPTIMIZE_FILES = sorted(p for p in SWEEPS.glob("*/*.yaml") if "optimize" in (yaml.safe_load(p.read_text()) or {}))  # tests/test_optimize.py

@@ -150,6 +150,20 @@ def test_run_seeds_repeat_each_configuration_of_a_whole_attack_grid(tmp_path: Pa
         plan_sweep(_sweep(tmp_path, attack={"grid": [{"loss": "mse", "queries": 100, "seed": 4}]}, run={"seeds": [0, 1]}))
 
 
+def test_keys_beside_a_whole_attack_grid_apply_to_every_configuration(tmp_path: Path) -> None:
+    configs = [{"loss": "mse"}, {"loss": "softnn", "augment": "none"}]
+    plan = plan_sweep(_sweep(tmp_path, attack={"grid": configs, "queries": {"grid": [100, 200]}, "strategy": "once"}, run={"seeds": [0, 1]}))
+    attacks = [dict(v) for v in plan.spaces[("attack",)].args]
+    assert plan.trials == 8 and [(a["loss"], a["queries"], a["seed"], a["strategy"]) for a in attacks[:4]] == [
+        ("mse", 100, 0, "once"),
+        ("mse", 100, 1, "once"),
+        ("mse", 200, 0, "once"),
+        ("mse", 200, 1, "once"),
+    ]
+    with pytest.raises(ConfigError, match=r"attack\.queries: set both beside attack\.grid and inside one of its configurations"):
+        plan_sweep(_sweep(tmp_path, attack={"grid": [{"loss": "mse", "queries": 50}], "queries": {"grid": [100, 200]}}))
+
+
 def test_a_sweep_whose_pool_overlaps_every_scored_image_is_refused(tmp_path: Path) -> None:
     path = _sweep(tmp_path, attack={"loss": "mse", "queries": 100, "query_data": {"grid": ["synthetic:train", "synthetic:test"]}})
     with pytest.raises(ConfigError, match=r"attack.query_data.grid\[1\]: the query pool synthetic:test leaves 0 synthetic:test images"):

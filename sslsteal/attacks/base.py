@@ -30,13 +30,17 @@ class StolenModel:
     queries_used: int
     history: list[dict[str, float]] = field(default_factory=list)
     queried: ImageSet | None = None
-    """The query images with their positions in the split (set by `steal_and_evaluate`), for overlap checks."""
+    """The images drawn from the pool with their positions in the split (set by `steal_and_evaluate`), for overlap
+    checks: the query images, or the candidates they were chosen from."""
+    source_images: int | None = None
+    """Distinct images the victim was asked about, when the method chose them among more it drew (else all drawn)."""
 
 
 @dataclass(frozen=True)
 class AttackContext:
     """One attack's inputs: the spec, the victim's query function, the attacker's images (uint8, exactly
-    `spec.images_needed`), their labels when it has any, the victim's architecture name and where to train."""
+    `spec.images_drawn`: its query images, or the candidates it chooses them from), their labels when it has any, the
+    victim's architecture name and where to train."""
 
     spec: AttackSpec
     query: Embed
@@ -62,7 +66,7 @@ def steal(
     progress: bool = False,
     on_epoch: EpochCallback | None = None,
 ) -> StolenModel:
-    """Run the attack `spec` with `images` (uint8, exactly spec.images_needed of them) through `query`.
+    """Run the attack `spec` with `images` (uint8, exactly spec.images_drawn of them) through `query`.
 
     `query` answers representations (direct, recreate_head) or head outputs (access_head); wrap it in
     BudgetedQuery to enforce the budget. `on_epoch(epoch, record, encoder)` is called after every epoch.

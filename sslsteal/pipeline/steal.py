@@ -62,11 +62,12 @@ def resolve_victim(ref: str | VictimSpec, *, base: Path | None = None, data_root
 
 
 def query_images(spec: AttackSpec, data_root: str | None = None) -> ImageSet:
-    """The attacker's query images: a subset of the query pool drawn from the attacker's own stream."""
+    """The images the attacker draws from its query pool (its own stream): its query images, or the candidates its
+    method chooses them from (`attack.images_drawn`)."""
     from sslsteal.core.seeding import derive_seed
     from sslsteal.data import loaders
 
-    return loaders.load(spec.query_data, root=data_root, size=spec.images_needed, seed=derive_seed(spec.seed, "attacker.queries")).to_shape(3, 32)
+    return loaders.load(spec.query_data, root=data_root, size=spec.images_drawn, seed=derive_seed(spec.seed, "attacker.queries")).to_shape(3, 32)
 
 
 def scored_images(spec: str, pool: DataRef | None, n: int, role: str, root: str | None = None) -> ImageSet:
@@ -239,7 +240,7 @@ def steal_and_evaluate(
     metrics.update(
         {
             "queries_used": float(budgeted.used),
-            "queries.source_images": float(len(queried)),
+            "queries.source_images": float(stolen.source_images if stolen.source_images is not None else len(queried)),
             "queries.victim_forward": float(budgeted.used),
             "time.steal_s": steal_s,
             "time.query_s": budgeted.seconds,

@@ -118,6 +118,11 @@ class AttackSpec(StrictModel):
         """Distinct query images the budget buys."""
         return self.queries // self.answers_per_image
 
+    @property
+    def images_drawn(self) -> int:
+        """Pool images the attack draws to choose its query images from (its method's choice, capped by the pool)."""
+        return min(self.pool.size, self.options.images_drawn(self.images_needed))
+
 
 def signed_answers(attack: Any, defense: Any = None) -> str | None:
     """`attack.loss: ...` when the attack's loss needs non-negative answers (`LossParams.needs_nonnegative`) but its

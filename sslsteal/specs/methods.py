@@ -31,6 +31,10 @@ class MethodParams(StrictModel):
         """Answers the victim gives per query image (`strategy_views`: the spec's views per image under its strategy)."""
         return strategy_views
 
+    def images_drawn(self, needed: int) -> int:
+        """Pool images the method looks at to choose its `needed` query images (only those chosen are queried)."""
+        return needed
+
 
 METHODS: Registry[type[MethodParams]] = Registry("attack method")
 MethodName = Annotated[str, AfterValidator(METHODS.check)]
@@ -120,3 +124,16 @@ class RDA(MethodParams):
 
     def answers_per_image(self, strategy_views: int) -> int:
         return self.prototype_views
+
+
+@METHODS.register("coverage")
+class Coverage(MethodParams):
+    description = (
+        "ours: direct extraction on the query images that cover the attacker's own feature space best: greedy "
+        "k-center over `candidates` pool images per query image, embedded by the copy's initial weights (no query)"
+    )
+
+    candidates: int = Field(8, ge=1, description="pool images looked at per query image (capped by the pool); only the chosen ones are queried")
+
+    def images_drawn(self, needed: int) -> int:
+        return needed * self.candidates

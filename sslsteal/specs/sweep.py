@@ -9,6 +9,7 @@ paths such as `attack.loss.grid[2]`.
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,6 +155,22 @@ def victim_spec(victim: str | VictimSpec, base: Path) -> tuple[VictimSpec | None
         return None, [f"victim.{p}" if not p.startswith("<top>") else f"victim{p.removeprefix('<top>')}" for p in exc.problems]
 
 
+def cross_section_grid(tree: dict[str, Any], section: str) -> list[str]:
+    """A grid over whole configurations of `section` with other keys beside it (`{grid: [...], queries: {grid: [...]}}`)
+    becomes the grid of every configuration with every combination of those keys (in place); a key set both inside a
+    configuration and beside the grid is a problem line."""
+    node = tree.get(section)
+    if not isinstance(node, dict) or not isinstance(node.get("grid"), list) or set(node) == {"grid"}:
+        return []
+    configs, shared = node["grid"], {k: v for k, v in node.items() if k != "grid"}
+    clashes = sorted({k for c in configs if isinstance(c, dict) for k in c if k in shared})
+    if clashes:
+        return [f"{section}.{k}: set both beside {section}.grid and inside one of its configurations" for k in clashes]
+    choices = [v["grid"] if isinstance(v, dict) and set(v) == {"grid"} and isinstance(v["grid"], list) else [v] for v in shared.values()]
+    tree[section] = {"grid": [{**c, **dict(zip(shared, combo, strict=True))} for c in configs for combo in itertools.product(*choices)]}
+    return []
+
+
 def with_seeds(tree: dict[str, Any], seeds: list[int] | None) -> list[str]:
     """Turn `run.seeds` into a grid over `attack.seed` (in place); a problem line when attack.seed is set as well.
     A grid over whole attack configurations becomes the grid of each configuration at each seed."""
@@ -190,7 +207,10 @@ def plan_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepPla
         victim, found = victim_spec(spec.victim, Path(source).resolve().parent)
         problems += found
         if set(tree) == set(SEARCHABLE):
-            problems += with_seeds(tree, spec.run.seeds)
+            crossed = [p for section in SEARCHABLE for p in cross_section_grid(tree, section)]
+            problems += crossed or with_seeds(tree, spec.run.seeds)
+            if crossed:  # the sections cannot be planned as written
+                raise ConfigError(list(dict.fromkeys(problems)), source)
     if set(tree) == set(SEARCHABLE):
         try:
             spaces = find_spaces(tree)
