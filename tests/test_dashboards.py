@@ -534,6 +534,13 @@ def test_studies_are_read_from_their_storage(tmp_path: Path) -> None:
     assert sum(record["importances"].values()) == pytest.approx(1.0)
     (missing,) = read_studies([run], storage=f"sqlite:///{tmp_path / 'moved.db'}")
     assert "does not exist" in (missing["error"] or "") and missing["best"] is None
+    moved = tmp_path / "clone" / "results"  # the store and its Optuna file moved together (a fresh checkout)
+    moved.mkdir(parents=True)
+    (tmp_path / "optuna.db").rename(moved / "optuna.db")
+    (found,) = read_studies([run], beside=f"sqlite:///{moved / 'mlflow.db'}")
+    assert found["error"] is None and found["best_per_loss"] == record["best_per_loss"]
+    (gone,) = read_studies([run], beside=f"sqlite:///{tmp_path / 'elsewhere' / 'mlflow.db'}")
+    assert "does not exist" in (gone["error"] or "")
 
 
 # --- end to end: a real sweep, its dashboards, its runs in MLflow --------------------------------------------------

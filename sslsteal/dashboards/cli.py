@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         definitions = definitions.for_experiments(args.experiment)
     names = [name for d in definitions.dashboards.values() for section in d.experiments for name in members(section)]
     records = run_records.fetch_records(uri, names)
-    studies = run_records.read_studies(records, args.optuna_storage)
+    studies = run_records.read_studies(records, args.optuna_storage, beside=uri)
     paths = build_site(definitions, records, args.out, studies, source=shown(uri))
     print(f"{len(paths) - 1} dashboards from {len(records)} runs of {len(set(names))} experiments: {paths[0].resolve().as_uri()}")
     return 0
@@ -107,7 +107,7 @@ def _markdown(args: argparse.Namespace, definitions: Definitions, uri: str) -> i
     text = path.read_text()
     try:
         records = run_records.fetch_records(uri, experiments(definitions, text))
-        new = regenerate(text, definitions, records, run_records.read_studies(records, args.optuna_storage))
+        new = regenerate(text, definitions, records, run_records.read_studies(records, args.optuna_storage, beside=uri))
     except BlockError as exc:
         print(f"{path}: {exc}", file=sys.stderr)
         return USAGE_ERROR

@@ -75,17 +75,27 @@ def _record(run: Any, experiment: str) -> RunRecord:
     )
 
 
-def read_studies(records: Sequence[RunRecord], storage: str | None = None) -> list[StudyRecord]:
+def read_studies(records: Sequence[RunRecord], storage: str | None = None, *, beside: str | None = None) -> list[StudyRecord]:
     """The Optuna study of every study run (`sslsteal.kind=study`) among `records`, from the storage its `storage`
-    param names (or `storage` when given, e.g. a moved file). A study that cannot be read gives a record with
-    `error` set instead of failing the build."""
+    param names (or `storage` when given, e.g. a moved file). A recorded SQLite file that is gone is looked for
+    beside the tracking store `beside` under the same name (a store moved with its Optuna file, e.g. a checkout of
+    results/cpu/). A study that cannot be read gives a record with `error` set instead of failing the build."""
     out = []
     for r in records:
         if r.kind != "study" or "study" not in r.params:
             continue
-        url = storage or r.params.get("storage", "")
+        url = storage or _moved(r.params.get("storage", ""), beside)
         out.append(_study(r.experiment, r.params["study"], url, r.params.get("objective", "objective"), _budget(r.params.get("budget"))))
     return out
+
+
+def _moved(url: str, beside: str | None) -> str:
+    """`url`, or the file of the same name beside the tracking store `beside` when `url`'s SQLite file is gone."""
+    recorded, store = sqlite_file(url), sqlite_file(beside or "")
+    if recorded is None or recorded.exists() or store is None:
+        return url
+    moved = store.resolve().parent / recorded.name
+    return f"sqlite:///{moved}" if moved.exists() else url
 
 
 def _budget(raw: str | None) -> int | None:
