@@ -66,7 +66,7 @@ def bare_loop(plan: Any, cpus: int, configs: list[dict[str, Any]] | None = None)
     spec = plan.spec
     root = spec.run.data_root
     start = time.perf_counter()
-    victim = resolve_victim(spec.victim, base=Path(plan.source).resolve().parent, data_root=root, progress=False).grid
+    victim = resolve_victim(spec.victim, base=Path(plan.source).resolve().parent, data_root=root, progress=False)
     service = VictimService(str(victim.path), {**spec.service, "num_cpus": cpus})
     device = select_device()
     for i, config in enumerate(_configs(plan) if configs is None else configs):
