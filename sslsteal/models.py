@@ -113,3 +113,22 @@ class AugmentationPredictor(nn.Sequential):
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+@torch.no_grad()
+def encode(encoder: nn.Module | Embed, images: torch.Tensor, batch_size: int = 512, device: torch.device | None = None) -> torch.Tensor:
+    """Representations of uint8 or float images in batches (a module in eval mode, on its own device unless `device`
+    says), as a float32 CPU tensor (N, dim)."""
+    from sslsteal.data.augment import to_float
+
+    if isinstance(encoder, nn.Module):
+        encoder.eval()
+        if device is None:
+            device = next(encoder.parameters()).device
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = to_float(images[start : start + batch_size])
+        if device is not None:
+            batch = batch.to(device, non_blocking=True)
+        out.append(encoder(batch).float().cpu())
+    return torch.cat(out)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from sslsteal.attacks.base import AttackContext, StolenModel
-from sslsteal.attacks.matching import fit, new_encoder, pay, width_adapter
+from sslsteal.attacks.matching import fit, in_victim_space, new_encoder, pay, width_adapter
 from sslsteal.data.augment import SimCLRAugment, to_float
 from sslsteal.specs.methods import METHODS, ContSteal
 
@@ -36,10 +36,10 @@ def contsteal(ctx: AttackContext) -> StolenModel:
     encoder = new_encoder(ctx)
     adapter = width_adapter(ctx, encoder, paid.answers.shape[1])
     answers = paid.answers.to(ctx.device)
+    features = in_victim_space(encoder, adapter)
 
     def step(idx: torch.Tensor) -> torch.Tensor:
-        out = encoder(to_float(paid.sent[idx]).to(ctx.device))
-        out = adapter(out) if adapter is not None else out
+        out = features(to_float(paid.sent[idx]).to(ctx.device))
         return contsteal_loss(answers[idx.to(ctx.device)], out, temperature=options.temperature)
 
     history = fit(ctx, encoder, [adapter], step, len(paid.sent))

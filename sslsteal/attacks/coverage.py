@@ -12,10 +12,8 @@ import torch.nn.functional as F
 from sslsteal.attacks.base import AttackContext, StolenModel
 from sslsteal.attacks.matching import match_answers, new_encoder, pay, width_adapter
 from sslsteal.core.seeding import generator
-from sslsteal.data.augment import to_float
+from sslsteal.models import encode
 from sslsteal.specs.methods import METHODS
-
-EMBED_BATCH = 1024
 
 
 def k_center(features: torch.Tensor, k: int, first: int) -> torch.Tensor:
@@ -31,20 +29,13 @@ def k_center(features: torch.Tensor, k: int, first: int) -> torch.Tensor:
     return torch.tensor(chosen)
 
 
-@torch.no_grad()
-def embed(encoder: torch.nn.Module, images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """The encoder's features of uint8 `images`, in batches."""
-    encoder.eval()
-    return torch.cat([encoder(to_float(images[i : i + EMBED_BATCH]).to(device)).cpu() for i in range(0, len(images), EMBED_BATCH)])
-
-
 @METHODS.implements("coverage")
 def coverage(ctx: AttackContext) -> StolenModel:
     """Choose `images_needed` of the drawn candidates by k-center in the initial encoder's space, pay for them, train as `direct`."""
     encoder = new_encoder(ctx)
     needed = ctx.spec.images_needed
     first = int(torch.randint(len(ctx.images), (1,), generator=generator(ctx.spec.seed, "attacker.coverage")))
-    chosen = k_center(embed(encoder, ctx.images, ctx.device), needed, first) if needed < len(ctx.images) else torch.arange(len(ctx.images))
+    chosen = k_center(encode(encoder, ctx.images, device=ctx.device), needed, first) if needed < len(ctx.images) else torch.arange(len(ctx.images))
     labels = ctx.labels[chosen] if ctx.labels is not None else None
     picked = replace(ctx, images=ctx.images[chosen], labels=labels)
     paid = pay(picked)

@@ -49,6 +49,13 @@ def width_adapter(ctx: AttackContext, encoder: Encoder, dim: int) -> nn.Module |
         return nn.Linear(encoder.dim, dim).to(ctx.device)
 
 
+def in_victim_space(encoder: Encoder, adapter: nn.Module | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The copy's outputs in the victim's space: its encoder, through the width adapter when it has one."""
+    if adapter is None:
+        return encoder
+    return lambda x: adapter(encoder(x))
+
+
 def fit(
     ctx: AttackContext, encoder: Encoder, others: list[nn.Module | None], step: Callable[[torch.Tensor], torch.Tensor], items: int
 ) -> list[dict[str, float]]:

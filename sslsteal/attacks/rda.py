@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from sslsteal.attacks.base import AttackContext, StolenModel
-from sslsteal.attacks.matching import fit, new_encoder, pay, width_adapter
+from sslsteal.attacks.matching import fit, in_victim_space, new_encoder, pay, width_adapter
 from sslsteal.core.seeding import generator
 from sslsteal.data.augment import SimCLRAugment, to_float
 from sslsteal.specs.methods import METHODS, RDA
@@ -57,14 +57,14 @@ def rda(ctx: AttackContext) -> StolenModel:
     encoder = new_encoder(ctx)
     adapter = width_adapter(ctx, encoder, protos.shape[1])
     views_gen = generator(ctx.spec.seed, "attacker.augment", ctx.device)
+    features = in_victim_space(encoder, adapter)
 
     def step(idx: torch.Tensor) -> torch.Tensor:
         x = to_float(ctx.images[idx]).to(ctx.device)
         target = protos[idx.to(ctx.device)]
         losses = []
         for _ in range(options.train_views):
-            out = encoder(TRAIN_VIEWS(x, views_gen))
-            out = adapter(out) if adapter is not None else out
+            out = features(TRAIN_VIEWS(x, views_gen))
             losses.append(rda_loss(out, target, temperature=options.temperature, contrast_weight=options.contrast_weight, align_weight=options.align_weight))
         return torch.stack(losses).mean()
 

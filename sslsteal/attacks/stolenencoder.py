@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from sslsteal.attacks.base import AttackContext, StolenModel
-from sslsteal.attacks.matching import fit, new_encoder, pay, width_adapter
+from sslsteal.attacks.matching import fit, in_victim_space, new_encoder, pay, width_adapter
 from sslsteal.core.seeding import generator
 from sslsteal.data.augment import SimCLRAugment, to_float
 from sslsteal.specs.methods import METHODS, StolenEncoder
@@ -47,9 +47,7 @@ def stolenencoder(ctx: AttackContext) -> StolenModel:
     answers = paid.answers.to(ctx.device)
     views_gen = generator(ctx.spec.seed, "attacker.augment", ctx.device)
 
-    def features(x: torch.Tensor) -> torch.Tensor:
-        out = encoder(x)
-        return adapter(out) if adapter is not None else out
+    features = in_victim_space(encoder, adapter)
 
     def step(idx: torch.Tensor) -> torch.Tensor:
         x = to_float(paid.sent[idx]).to(ctx.device)

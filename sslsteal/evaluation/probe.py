@@ -14,9 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sslsteal.data.augment import to_float
 from sslsteal.data.loaders import ImageSet
-from sslsteal.models import Embed, Encoder
+from sslsteal.models import Embed, Encoder, encode
 from sslsteal.specs.datasets import DataRef
 
 BulkEmbed = Callable[[Encoder, torch.Tensor], np.ndarray]
@@ -36,17 +35,7 @@ def extract_features(encoder: nn.Module | Embed, images: torch.Tensor, batch_siz
     encoder's go to the `embed_in_bulk` route when one is installed)."""
     if _BULK is not None and isinstance(encoder, Encoder) and len(images) >= _BULK[0]:
         return _BULK[1](encoder, images)
-    if isinstance(encoder, nn.Module):
-        encoder.eval()
-        if device is None:
-            device = next(encoder.parameters()).device
-    out = []
-    for start in range(0, len(images), batch_size):
-        batch = to_float(images[start : start + batch_size])
-        if device is not None:
-            batch = batch.to(device, non_blocking=True)
-        out.append(encoder(batch).float().cpu())
-    return torch.cat(out).numpy()
+    return encode(encoder, images, batch_size, device).numpy()
 
 
 def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, max_iter: int = 1000, seed: int = 0) -> float:
