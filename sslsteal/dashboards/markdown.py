@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sslsteal.dashboards.aggregate import members, select
+from sslsteal.dashboards.fields import as_number, value
 from sslsteal.dashboards.findings import FINDINGS_HEADER, findings_rows, measure
 from sslsteal.dashboards.render import Context, TableData, studies_rows, table_data
 from sslsteal.dashboards.spec import Dashboard, Definitions, FindingsPanel, TablePanel
@@ -106,11 +107,10 @@ def _table_block(definitions: Definitions, block: Block, records: Sequence[RunRe
     if not isinstance(panel, TablePanel):
         raise BlockError(f"sslsteal:table block: panel {block.arg('panel')} of '{block.arg('dashboard')}' is not a table")
     experiment = block.arg("experiment")
-    filters = dict(dashboard.filters) | dict(panel.filters or {})
-    used = select(records, experiment, panel.runs or dashboard.runs, panel.status or dashboard.status, filters)
+    used = select(records, experiment, *dashboard.selection(panel))
     if not used:
         return f"No finished runs of {experiment} yet.\n"
-    context = Context([definitions.paper.tables[k] for k in dashboard.paper], dashboard.confidence, dashboard.labels)
+    context = Context.of(dashboard, definitions.paper.tables)
     return table_markdown(table_data(panel, used, context))
 
 
@@ -144,9 +144,8 @@ def cost_rows(records: Sequence[RunRecord], names: Sequence[str]) -> list[list[s
 
 
 def _duration(record: RunRecord) -> float:
-    if record.start_time is None or record.end_time is None:
-        return 0.0
-    return (record.end_time - record.start_time).total_seconds()
+    """The run's wall seconds (`run.duration_s`), 0 while it has not ended."""
+    return as_number(value(record, "run.duration_s")) or 0.0
 
 
 COST_HEADER = ["experiment", "trials finished", "failed", "commit", "wall hours", "CPU-hours"]

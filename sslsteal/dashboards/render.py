@@ -16,7 +16,7 @@ from sslsteal.core.stats import Estimate, mean_interval
 from sslsteal.dashboards.aggregate import Group, group, label, numbers
 from sslsteal.dashboards.fields import default_format, expand, field_label, is_numeric, value
 from sslsteal.dashboards.paper import PaperValue, lookup
-from sslsteal.dashboards.spec import PaperTable, TablePanel
+from sslsteal.dashboards.spec import Dashboard, PaperTable, TablePanel
 from sslsteal.orchestration.records import RunRecord, StudyRecord
 
 
@@ -28,6 +28,11 @@ class Context:
     paper: list[PaperTable]
     confidence: float
     labels: Mapping[str, str]
+
+    @classmethod
+    def of(cls, dashboard: Dashboard, tables: Mapping[str, PaperTable]) -> Context:
+        """The context of `dashboard`'s panels: the paper tables it cites (from `tables`), its confidence and labels."""
+        return cls([tables[k] for k in dashboard.paper], dashboard.confidence, dashboard.labels)
 
     def label(self, field: str) -> str:
         """The field as this page names it (`fields.field_label`)."""

@@ -70,9 +70,7 @@ def _panel(
             else note("no Optuna studies recorded for this experiment yet", "empty")
         )
         return f'<div class="panel"><h3>{escape(panel.title)}</h3>{body}</div>'
-    kind = panel.runs or dashboard.runs
-    statuses = panel.status or dashboard.status
-    filters = dict(dashboard.filters) | dict(panel.filters or {})
+    kind, statuses, filters = dashboard.selection(panel)
     used = select(records, experiment, kind, statuses, filters)
     text = _selection_text(len(used), kind, statuses, filters, context)
     head = f'<div class="panel" data-kind="{panel.kind}"><h3>{escape(panel.title)}</h3><p class="selection">{escape(text)}</p>'
@@ -128,7 +126,7 @@ def dashboard_page(
     slug: str, dashboard: Dashboard, paper: dict[str, PaperTable], records: Sequence[RunRecord], studies: Sequence[StudyRecord] | None, built: str
 ) -> str:
     """One dashboard: a section per experiment with its progress and panels, then the paper tables it cites."""
-    context = Context([paper[k] for k in dashboard.paper], dashboard.confidence, dashboard.labels)
+    context = Context.of(dashboard, paper)
     body = ['<p><a href="index.html">all dashboards</a></p>', f"<h1>{escape(dashboard.title)}</h1>"]
     body += [note(dashboard.description, "description")] if dashboard.description else []
     body += [_findings(p, records) for p in dashboard.panels if isinstance(p, FindingsPanel)]

@@ -219,6 +219,10 @@ class Dashboard(Strict):
     labels: dict[TemplateFieldName, str] = {}
     """Field -> how this page names it, over the vocabulary's label (`fields.field_label`)."""
 
+    def selection(self, panel: Selection) -> tuple[RunKind, list[Status], dict[str, Scalar | list[Scalar]]]:
+        """The runs a panel uses: (kind, statuses, filters), the panel's own settings over the dashboard's."""
+        return panel.runs or self.runs, panel.status or self.status, dict(self.filters) | dict(panel.filters or {})
+
 
 class PaperRow(Strict):
     """One row of a paper table: which runs it describes (`match`: field -> value, or a list of allowed values) and
