@@ -167,24 +167,22 @@ def cross_section_grid(tree: dict[str, Any], section: str) -> list[str]:
     if clashes:
         return [f"{section}.{k}: set both beside {section}.grid and inside one of its configurations" for k in clashes]
     choices = [v["grid"] if isinstance(v, dict) and set(v) == {"grid"} and isinstance(v["grid"], list) else [v] for v in shared.values()]
-    tree[section] = {"grid": [{**c, **dict(zip(shared, combo, strict=True))} for c in configs for combo in itertools.product(*choices)]}
+    tree[section] = {
+        "grid": [{**c, **dict(zip(shared, combo, strict=True))} if isinstance(c, dict) else c for c in configs for combo in itertools.product(*choices)]
+    }
     return []
 
 
 def with_seeds(tree: dict[str, Any], seeds: list[int] | None) -> list[str]:
-    """Turn `run.seeds` into a grid over `attack.seed` (in place); a problem line when attack.seed is set as well.
-    A grid over whole attack configurations becomes the grid of each configuration at each seed."""
+    """Turn `run.seeds` into a grid over `attack.seed` (in place), beside a grid over whole attack configurations
+    too (`cross_section_grid` then repeats each at each seed); a problem line when attack.seed is set as well."""
     if seeds is None:
         return []
     attack = tree["attack"]
-    whole = attack.get("grid") if set(attack) == {"grid"} and isinstance(attack.get("grid"), list) else None
-    configs = whole if whole is not None else [attack]
-    if any(isinstance(config, dict) and "seed" in config for config in configs):
+    configs = attack["grid"] if isinstance(attack.get("grid"), list) else []
+    if "seed" in attack or any(isinstance(c, dict) and "seed" in c for c in configs):
         return ["attack.seed: set by run.seeds in this sweep; remove one of them"]
-    if whole is not None:
-        attack["grid"] = [{**config, "seed": seed} if isinstance(config, dict) else config for config in whole for seed in seeds]
-    else:
-        attack["seed"] = {"grid": list(seeds)}
+    attack["seed"] = {"grid": list(seeds)}
     return []
 
 
@@ -207,8 +205,9 @@ def plan_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepPla
         victim, found = victim_spec(spec.victim, Path(source).resolve().parent)
         problems += found
         if set(tree) == set(SEARCHABLE):
+            seeded = with_seeds(tree, spec.run.seeds)
             crossed = [p for section in SEARCHABLE for p in cross_section_grid(tree, section)]
-            problems += crossed or with_seeds(tree, spec.run.seeds)
+            problems += crossed or seeded
             if crossed:  # the sections cannot be planned as written
                 raise ConfigError(list(dict.fromkeys(problems)), source)
     if set(tree) == set(SEARCHABLE):
