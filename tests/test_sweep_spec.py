@@ -168,3 +168,15 @@ def test_a_sweep_whose_pool_overlaps_every_scored_image_is_refused(tmp_path: Pat
     path = _sweep(tmp_path, attack={"loss": "mse", "queries": 100, "query_data": {"grid": ["synthetic:train", "synthetic:test"]}})
     with pytest.raises(ConfigError, match=r"attack.query_data.grid\[1\]: the query pool synthetic:test leaves 0 synthetic:test images"):
         plan_sweep(path)
+
+
+def test_a_knockoff_source_beside_a_defense_that_moves_the_answers_is_refused(tmp_path: Path) -> None:
+    """The knockoff reads the victim's own head on its answers: B4B's secret transformation leaves that space."""
+    defenses = {"grid": [{"name": "noise"}, {"name": "b4b"}, {"name": "b4b", "transform": "none"}]}
+    path = _sweep(tmp_path, defense=defenses, evaluate={"transfer": {"images": 10}})
+    with pytest.raises(ConfigError) as info:
+        plan_sweep(path)
+    (line,) = str(info.value).splitlines()
+    assert "evaluate.transfer.sources: knockoff reads the victim's head" in line and "affine_pad_shuffle transformation" in line
+    assert "defense = {'name': 'b4b'}" in line
+    assert plan_sweep(_sweep(tmp_path, defense=defenses, evaluate={"transfer": {"images": 10, "sources": ["stolen", "random"]}})).trials == 3

@@ -23,6 +23,11 @@ class DefenseParams(StrictModel):
         where a loss needs non-negative answers); None when a non-negative output stays non-negative."""
         return None
 
+    def moves_answers(self) -> str | None:
+        """What puts this defense's answers outside the victim's representation space (so the victim's own head
+        cannot read them); None when answers stay in that space, perturbed or not."""
+        return None
+
 
 DEFENSES: Registry[type[DefenseParams]] = Registry("defense")
 """Defense name -> its options model; the defense class attaches with `@DEFENSES.implements(name)`."""
@@ -155,9 +160,13 @@ class B4BParams(DefenseParams):
                 setattr(self, key, value)
         return self
 
+    def moves_answers(self) -> str | None:
+        return f"the secret per-account {self.transform} transformation" if self.transform != "none" else None
+
     def signs(self) -> str | None:
-        if self.transform != "none":
-            return f"the secret per-account {self.transform} transformation"
+        moved = self.moves_answers()
+        if moved is not None:
+            return moved
         if self.calibration == "exponential" or self.sigma0 + (self.alpha or 0.0) > 0:
             return "zero-mean noise that grows with coverage"
         return None

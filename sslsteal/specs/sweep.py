@@ -123,9 +123,16 @@ def tree_problems(tree: dict[str, Any], victim: VictimSpec | None) -> list[str]:
     if len(parsed) == 2:
         problems += protocol_problems(parsed["attack"], parsed["evaluate"], victim)
     try:
-        defense_params(tree["defense"])
+        _, defense = defense_params(tree["defense"])
     except ConfigError as exc:
-        problems += exc.problems
+        return problems + exc.problems
+    transfer = parsed["evaluate"].transfer if "evaluate" in parsed else None
+    moved = defense.moves_answers()
+    if transfer is not None and "knockoff" in transfer.sources and moved is not None:
+        problems.append(
+            f"evaluate.transfer.sources: knockoff reads the victim's head on answered representations, which {moved} moves out of "
+            "the victim's space; drop knockoff from the sources or set defense.transform: none"
+        )
     return problems
 
 
