@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -68,6 +68,19 @@ def errors_of(exc: ValidationError, prefix: str = "") -> list[str]:
             continue
         lines.append(f"{prefix}{_key_path(tuple(err['loc']))}: {_message(err)}")
     return lines
+
+
+def options_of(model: type[M], options: Mapping[str, Any], unknown: Callable[[str, str], str], invalid: Callable[[str, str, Any], str]) -> M:
+    """`options` validated by `model` (a method's or a loss's); ValueError with `unknown(key, accepted keys)` for a key
+    the model lacks, else `invalid(key path, message, value)` for the first value it refuses."""
+    for key in options:
+        if key not in model.model_fields:
+            raise ValueError(unknown(key, ", ".join(model.model_fields)))
+    try:
+        return model.model_validate(options)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ValueError(invalid(".".join(map(str, err["loc"])), str(err["msg"]).replace("Input should be", "must be"), err["input"])) from None
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

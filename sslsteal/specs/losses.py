@@ -7,10 +7,10 @@ import inspect
 from collections.abc import Callable
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, ConfigDict, Field
 
 from sslsteal.core.registry import Registry
-from sslsteal.specs.base import StrictModel
+from sslsteal.specs.base import StrictModel, options_of
 
 KINDS = ("quadratic", "symmetrized", "contrastive", "supervised-contrastive", "distributional")
 
@@ -66,15 +66,12 @@ LossName = Annotated[str, AfterValidator(LOSSES.check)]
 
 def loss_params(name: str, hparams: dict[str, Any]) -> LossParams:
     """The validated hyperparameters of loss `name`; ValueError `loss 'x': key must be ...` naming the first problem."""
-    params = LOSSES[LOSSES.check(name)]
-    for key in hparams:
-        if key not in params.model_fields:
-            raise ValueError(f"loss {name!r} has no hyperparameter {key!r}; accepted: {', '.join(params.model_fields) or '(none)'}")
-    try:
-        return params.model_validate(hparams)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise ValueError(f"loss {name!r}: {err['loc'][0]} {str(err['msg']).replace('Input should be', 'must be')} (got {err['input']!r})") from None
+    return options_of(
+        LOSSES[LOSSES.check(name)],
+        hparams,
+        lambda key, accepted: f"loss {name!r} has no hyperparameter {key!r}; accepted: {accepted or '(none)'}",
+        lambda where, message, got: f"loss {name!r}: {where} {message} (got {got!r})",
+    )
 
 
 @LOSSES.register("mse")

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, ConfigDict, Field
 
 from sslsteal.core.registry import Registry
-from sslsteal.specs.base import StrictModel
+from sslsteal.specs.base import StrictModel, options_of
 
 
 class MethodParams(StrictModel):
@@ -43,17 +43,12 @@ MethodName = Annotated[str, AfterValidator(METHODS.check)]
 
 def method_params(name: str, options: dict[str, Any]) -> MethodParams:
     """The validated options of method `name`; ValueError `method_params.<key>: ...` naming the first problem."""
-    params = METHODS[METHODS.check(name)]
-    for key in options:
-        if key not in params.model_fields:
-            accepted = ", ".join(params.model_fields) or "none"
-            raise ValueError(f"method_params.{key}: method {name} has no option {key!r}; it accepts: {accepted}")
-    try:
-        return params.model_validate(options)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        message = str(err["msg"]).replace("Input should be", "must be")
-        raise ValueError(f"method_params.{'.'.join(map(str, err['loc']))}: {message} (got {err['input']!r})") from None
+    return options_of(
+        METHODS[METHODS.check(name)],
+        options,
+        lambda key, accepted: f"method_params.{key}: method {name} has no option {key!r}; it accepts: {accepted or 'none'}",
+        lambda where, message, got: f"method_params.{where}: {message} (got {got!r})",
+    )
 
 
 @METHODS.register("direct")
