@@ -21,21 +21,33 @@ Embed = Callable[[torch.Tensor], torch.Tensor]
 
 
 class Encoder(nn.Module):
-    """Normalisation + backbone; `dim` is the representation size."""
+    """Resizing (when `input_size` differs from the images'), normalisation + backbone; `dim` is the representation size."""
 
     mean: torch.Tensor
     std: torch.Tensor
 
-    def __init__(self, name: str, backbone: nn.Module, dim: int, channels_last: bool) -> None:
+    def __init__(
+        self,
+        name: str,
+        backbone: nn.Module,
+        dim: int,
+        channels_last: bool,
+        mean: tuple[float, ...] = CIFAR_MEAN,
+        std: tuple[float, ...] = CIFAR_STD,
+        input_size: int | None = None,
+    ) -> None:
         super().__init__()
         self.name = name
         self.dim = dim
         self.channels_last = channels_last
+        self.input_size = input_size
         self.backbone = backbone
-        self.register_buffer("mean", torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(CIFAR_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_size is not None and tuple(x.shape[-2:]) != (self.input_size, self.input_size):
+            x = nn.functional.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", antialias=True, align_corners=False)
         x = (x - self.mean) / self.std
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

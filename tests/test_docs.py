@@ -51,7 +51,7 @@ def test_every_sweeps_yaml_validates(path: Path) -> None:
     from sslsteal.specs.protocol import protocol_problems
     from sslsteal.specs.steal import StealSpec
     from sslsteal.specs.sweep import plan_sweep
-    from sslsteal.specs.victim import VictimSpec
+    from sslsteal.specs.victim import read_victim
 
     raw = read_yaml(path)
     if "optimize" in raw:
@@ -65,4 +65,4 @@ def test_every_sweeps_yaml_validates(path: Path) -> None:
         if problems:
             raise ConfigError(problems, str(path))
     else:
-        load(VictimSpec, path)
+        read_victim(path)

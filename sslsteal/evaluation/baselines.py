@@ -87,7 +87,8 @@ def victim_watermark_accuracy(victim: Victim, root: str | None = None) -> float 
         return None
 
     def compute() -> float:
-        images = loaders.load(victim.spec.data, root=root, size=WATERMARK_IMAGES, seed=victim.spec.seed + 1).to_shape(3, 32).images
+        spec = victim.recipe("watermark")
+        images = loaders.load(spec.data, root=root, size=WATERMARK_IMAGES, seed=spec.seed + 1).to_shape(3, 32).images
         return watermark_accuracy(victim.encoder.eval(), predictor, images)
 
     return _stored(victim, "watermark.acc", compute)

@@ -19,44 +19,51 @@ from sslsteal.core.device import select_device
 from sslsteal.data.loaders import ImageSet
 from sslsteal.models import Embed
 from sslsteal.specs.attack import AttackSpec
-from sslsteal.specs.base import load
 from sslsteal.specs.datasets import DataRef
+from sslsteal.specs.external import ExternalVictimSpec
 from sslsteal.specs.steal import StealSpec
-from sslsteal.specs.victim import VictimSpec
+from sslsteal.specs.victim import VictimSpec, read_victim
 from sslsteal.victim.checkpoint import Victim, load_victim
 
 if TYPE_CHECKING:
     from sslsteal.evaluation.ownership import OwnershipResult
 
 
-def victim_source(ref: str | VictimSpec, *, base: Path | None = None, data_root: str | None = None) -> tuple[VictimSpec | None, Path | None]:
-    """(spec, checkpoint) for a victim reference: a checkpoint file/dir gives (None, path); a YAML or inline spec gives
-    its spec and the shipped or cached checkpoint matching its hash, or None when it must be trained."""
+def victim_source(
+    ref: str | VictimSpec | ExternalVictimSpec, *, base: Path | None = None, data_root: str | None = None
+) -> tuple[VictimSpec | ExternalVictimSpec | None, Path | None]:
+    """(spec, checkpoint) for a victim reference: a checkpoint file/dir gives (None, path); an external encoder its
+    spec and its packaged checkpoint (built in the cache on first use); a YAML or inline spec of a victim trained
+    here its spec and the shipped or cached checkpoint matching its hash, or None when it must be trained."""
     from sslsteal.victim.checkpoint import find_cached
+    from sslsteal.victim.external import external_checkpoint
 
     config_path: Path | None = None
+    spec: VictimSpec | ExternalVictimSpec
     if isinstance(ref, str):
         path = Path(ref)
         if not path.is_absolute() and base is not None and not path.exists():
             path = base / path
         if path.suffix in (".pt", ".pth") or path.is_dir():
             return None, path
-        spec = load(VictimSpec, path)
-        config_path = path
+        spec, config_path = read_victim(path), path
     else:
-        spec = ref
+        spec = ref.resolved(base or Path.cwd()) if isinstance(ref, ExternalVictimSpec) else ref
     if data_root and not spec.data_root:
         spec = spec.model_copy(update={"data_root": data_root})
+    if isinstance(spec, ExternalVictimSpec):
+        return spec, external_checkpoint(spec)
     return spec, find_cached(spec, config_path)
 
 
-def resolve_victim(ref: str | VictimSpec, *, base: Path | None = None, data_root: str | None = None, progress: bool = True) -> Victim:
-    """A victim from a checkpoint file/dir, a victim YAML (trained now unless shipped or cached) or an inline spec."""
+def resolve_victim(ref: str | VictimSpec | ExternalVictimSpec, *, base: Path | None = None, data_root: str | None = None, progress: bool = True) -> Victim:
+    """A victim from a checkpoint file/dir, a victim YAML (trained now unless shipped or cached), an inline spec or
+    an external encoder."""
     from sslsteal.victim.train import get_or_train
 
     spec, checkpoint = victim_source(ref, base=base, data_root=data_root)
     if checkpoint is None:
-        assert spec is not None
+        assert isinstance(spec, VictimSpec)
         checkpoint, _ = get_or_train(spec, progress=progress)
     return load_victim(checkpoint)
 
@@ -157,7 +164,7 @@ def ownership_results(
     """Run the named ownership tests on `suspect`, calibrated on `references`; (results by name, public images used)."""
     from sslsteal.evaluation.ownership import Evidence, run_tests
 
-    private, public = evidence_images(victim.spec, images, root, seed, pool, queried)
+    private, public = evidence_images(victim.recipe("evaluate.ownership"), images, root, seed, pool, queried)
     encoders = [ref.encoder for ref in references]
     evidence = Evidence(victim, suspect, encoders, private.images, public.images, seed=seed, alpha=alpha)
     return run_tests(names, evidence), len(public)
@@ -272,6 +279,8 @@ def run_steal(spec: StealSpec, *, config_path: str | Path | None = None, progres
     device = select_device()
     victim = resolve_victim(spec.victim, base=base, data_root=spec.data_root, progress=progress).to(device)
     problems = protocol_problems(spec.attack, spec.evaluate, victim.spec)  # a checkpoint's spec is known only now
+    if isinstance(victim.spec, ExternalVictimSpec):
+        problems += victim.spec.refusals(spec.attack.method, spec.evaluate.ownership)
     if problems:
         raise ConfigError(problems, source)
     indices = list(range(1, spec.evaluate.references + 1)) if spec.evaluate.ownership else []

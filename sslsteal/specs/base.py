@@ -29,7 +29,7 @@ class StrictModel(BaseModel):
 
 
 def _key_path(loc: tuple[Any, ...]) -> str:
-    """Dotted YAML key path; union-member tags (capitalised, see `by_kind`) are not keys and are dropped."""
+    """Dotted YAML key path; union-member tags (capitalised, e.g. `specs.victim.victim_kind`'s) are not keys and are dropped."""
     parts = [str(p) for p in loc if not str(p).startswith("function-") and not str(p)[:1].isupper()]
     return ".".join(parts) or "<top>"
 
@@ -51,11 +51,6 @@ def _join(loc: tuple[Any, ...], problem: str) -> str:
     if parts and problem.split(".", 1)[0].split(":", 1)[0] == parts[-1]:
         parts = parts[:-1]
     return ".".join([*parts, problem])
-
-
-def by_kind(v: Any) -> str:
-    """Discriminator for `path | inline spec` fields: a mapping is an inline spec, anything else a path."""
-    return "Spec" if isinstance(v, (dict, BaseModel)) else "Path"
 
 
 def errors_of(exc: ValidationError, prefix: str = "") -> list[str]:

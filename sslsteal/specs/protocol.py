@@ -14,6 +14,7 @@ from __future__ import annotations
 from sslsteal.specs.attack import AttackSpec
 from sslsteal.specs.datasets import DATASETS, DataRef, parse_ref, parse_spec
 from sslsteal.specs.evaluate import EvaluateSpec
+from sslsteal.specs.external import ExternalVictimSpec
 from sslsteal.specs.victim import VictimSpec
 
 MIN_SCORED = 100
@@ -33,7 +34,7 @@ def left(spec: str, pool: DataRef) -> int:
     return ref.size - ref.overlap(pool)
 
 
-def protocol_problems(attack: AttackSpec, evaluate: EvaluateSpec, victim: VictimSpec | None) -> list[str]:
+def protocol_problems(attack: AttackSpec, evaluate: EvaluateSpec, victim: VictimSpec | ExternalVictimSpec | None) -> list[str]:
     """Every scored set this configuration would leave (nearly) empty once the query pool is removed, as key-path lines."""
     pool = attack.pool
     downstream = evaluate.downstream or (victim.evaluate.downstream if victim is not None else [])
@@ -62,7 +63,7 @@ def protocol_problems(attack: AttackSpec, evaluate: EvaluateSpec, victim: Victim
     fidelity = evaluate.fidelity_data or other_split(attack.query_data)
     if left(fidelity, pool) < MIN_SCORED:
         problems.append(f"evaluate.fidelity_data: {fidelity} has {left(fidelity, pool)} images outside the query pool {pool}, fewer than {MIN_SCORED}")
-    if evaluate.ownership and victim is not None:
+    if evaluate.ownership and isinstance(victim, VictimSpec):
         public = other_split(victim.data)
         if left(public, pool) < MIN_SCORED:
             problems.append(

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import Field, model_validator
 
 from sslsteal.specs.attack import AttackSpec, signed_answers
-from sslsteal.specs.base import ConfigError, StrictModel, by_kind
+from sslsteal.specs.base import ConfigError, StrictModel
 from sslsteal.specs.evaluate import EvaluateSpec
+from sslsteal.specs.external import ExternalVictimSpec
 from sslsteal.specs.protocol import protocol_problems
 from sslsteal.specs.sweep import victim_spec
-from sslsteal.specs.victim import VictimSpec
+from sslsteal.specs.victim import VictimRef
 
 
 class StealSpec(StrictModel):
     """A victim (config file, inline spec or checkpoint), an attack, an evaluation."""
 
-    victim: Annotated[Annotated[str, Tag("Path")] | Annotated[VictimSpec, Tag("Spec")], Discriminator(by_kind)]
+    victim: VictimRef
     attack: AttackSpec
     evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
     data_root: str | None = None
@@ -36,4 +36,5 @@ def steal_problems(spec: StealSpec, base: Path) -> list[str]:
     """Every problem found before a victim is loaded: the victim file (relative to `base`) and the data protocol."""
     problems = ["evaluate.legit: a single run has no defense to measure; use a sweep with a defense section"] if spec.evaluate.legit else []
     victim, found = victim_spec(spec.victim, base)
-    return problems + found + protocol_problems(spec.attack, spec.evaluate, victim)
+    refused = victim.refusals(spec.attack.method, spec.evaluate.ownership) if isinstance(victim, ExternalVictimSpec) else []
+    return problems + found + protocol_problems(spec.attack, spec.evaluate, victim) + refused

@@ -13,18 +13,19 @@ import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import Discriminator, Field, Tag, ValidationError
+from pydantic import Field, ValidationError
 
 from sslsteal.specs.attack import AttackSpec
-from sslsteal.specs.base import ConfigError, StrictModel, apply_overrides, by_kind, errors_of, parse, read_yaml
+from sslsteal.specs.base import ConfigError, StrictModel, apply_overrides, errors_of, parse, read_yaml
 from sslsteal.specs.defenses import defense_params
 from sslsteal.specs.evaluate import EvaluateSpec
+from sslsteal.specs.external import ExternalVictimSpec
 from sslsteal.specs.protocol import protocol_problems
 from sslsteal.specs.search_space import Path_, SearchSpace, find_spaces, preview, substitute, trial_count
 from sslsteal.specs.space_checks import candidate_problems, signed_answer_problems
-from sslsteal.specs.victim import VictimSpec
+from sslsteal.specs.victim import VictimRef, VictimSpec, read_victim
 
 SEARCHABLE = ("attack", "defense", "evaluate")
 
@@ -70,7 +71,7 @@ class SweepSpec(StrictModel):
     """The whole sweep file; `attack`, `defense` and `evaluate` may hold search spaces anywhere."""
 
     name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    victim: Annotated[Annotated[str, Tag("Path")] | Annotated[VictimSpec, Tag("Spec")], Discriminator(by_kind)]
+    victim: VictimRef
     attack: dict[str, Any]
     defense: dict[str, Any] = Field(default_factory=lambda: {"name": "none"})
     evaluate: dict[str, Any] = Field(default_factory=dict)
@@ -111,7 +112,7 @@ class SweepPlan:
         return preview(self.spaces, self.spec.run.num_samples, limit, self.spec.run.seed)
 
 
-def tree_problems(tree: dict[str, Any], victim: VictimSpec | None) -> list[str]:
+def tree_problems(tree: dict[str, Any], victim: VictimSpec | ExternalVictimSpec | None) -> list[str]:
     """Every problem of one concrete (search-space-free) attack/defense/evaluate tree, the data protocol included."""
     problems: list[str] = []
     parsed: dict[str, Any] = {}
@@ -122,6 +123,8 @@ def tree_problems(tree: dict[str, Any], victim: VictimSpec | None) -> list[str]:
             problems += [f"{key}{p.removeprefix('<top>')}" if p.startswith("<top>") else f"{key}.{p}" for p in exc.problems]
     if len(parsed) == 2:
         problems += protocol_problems(parsed["attack"], parsed["evaluate"], victim)
+        if isinstance(victim, ExternalVictimSpec):
+            problems += victim.refusals(parsed["attack"].method, parsed["evaluate"].ownership)
     try:
         _, defense = defense_params(tree["defense"])
     except ConfigError as exc:
@@ -136,7 +139,7 @@ def tree_problems(tree: dict[str, Any], victim: VictimSpec | None) -> list[str]:
     return problems
 
 
-def validate_tree(tree: dict[str, Any], spaces: dict[Path_, SearchSpace], victim: VictimSpec | None = None) -> list[str]:
+def validate_tree(tree: dict[str, Any], spaces: dict[Path_, SearchSpace], victim: VictimSpec | ExternalVictimSpec | None = None) -> list[str]:
     """Problems of the base configuration (first candidate everywhere) and of every other candidate value, then of
     every combination of loss, method and defense values that feeds the loss signed answers it cannot read."""
 
@@ -146,20 +149,23 @@ def validate_tree(tree: dict[str, Any], spaces: dict[Path_, SearchSpace], victim
     return candidate_problems(spaces, lambda values: tree_problems(concrete(values), victim)) + signed_answer_problems(spaces, concrete)
 
 
-def victim_spec(victim: str | VictimSpec, base: Path) -> tuple[VictimSpec | None, list[str]]:
+def victim_spec(victim: str | VictimSpec | ExternalVictimSpec, base: Path) -> tuple[VictimSpec | ExternalVictimSpec | None, list[str]]:
     """The victim's spec (None for a checkpoint, whose spec is read when it is loaded) and the problems finding it:
-    a victim named by path must exist; a victim YAML must be a valid victim spec."""
-    if not isinstance(victim, str):
-        return victim, []
-    path = Path(victim) if Path(victim).is_absolute() or Path(victim).exists() else base / victim
-    if not path.exists():
-        return None, [f"victim: no such file {victim!r} (relative paths are resolved against the sweep file's folder)"]
-    if path.suffix in (".pt", ".pth") or path.is_dir():
-        return None, []
+    a victim named by path must exist; a victim YAML must be a valid victim spec; an external encoder's files
+    (relative to `base`, the folder of the file that names them) must exist."""
     try:
-        return parse(VictimSpec, read_yaml(path)), []
+        if isinstance(victim, ExternalVictimSpec):
+            return victim.resolved(base), []
+        if not isinstance(victim, str):
+            return victim, []
+        path = Path(victim) if Path(victim).is_absolute() or Path(victim).exists() else base / victim
+        if not path.exists():
+            return None, [f"victim: no such file {victim!r} (relative paths are resolved against the sweep file's folder)"]
+        if path.suffix in (".pt", ".pth") or path.is_dir():
+            return None, []
+        return read_victim(path), []
     except ConfigError as exc:
-        return None, [f"victim.{p}" if not p.startswith("<top>") else f"victim{p.removeprefix('<top>')}" for p in exc.problems]
+        return None, [p if p.startswith("victim") else f"victim{p.removeprefix('<top>')}" if p.startswith("<top>") else f"victim.{p}" for p in exc.problems]
 
 
 def cross_section_grid(tree: dict[str, Any], section: str) -> list[str]:
@@ -207,7 +213,7 @@ def plan_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepPla
         defaults = SweepSpec.model_fields
         tree = {key: raw.get(key, defaults[key].get_default(call_default_factory=True)) for key in SEARCHABLE}
         tree = {key: value for key, value in tree.items() if isinstance(value, dict)}
-    victim: VictimSpec | None = None
+    victim: VictimSpec | ExternalVictimSpec | None = None
     if spec is not None:
         victim, found = victim_spec(spec.victim, Path(source).resolve().parent)
         problems += found

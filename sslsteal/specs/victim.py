@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Discriminator, Field, Tag, field_validator
 
-from sslsteal.specs.base import StrictModel
+from sslsteal.specs.base import StrictModel, parse, read_yaml
 from sslsteal.specs.datasets import DataRefText
 from sslsteal.specs.defenses import defense_params
 from sslsteal.specs.encoders import EncoderName
 from sslsteal.specs.evaluate import ProbeSpec
+from sslsteal.specs.external import ExternalVictimSpec, is_external
 
 HASH_EXCLUDE = {"data_root", "evaluate"}
 """Where data is read from and how the victim is evaluated do not change its weights, so they stay out of the hash."""
@@ -76,3 +78,27 @@ class ServiceSpec(StrictModel):
     def _valid_defense(cls, v: dict[str, Any]) -> dict[str, Any]:
         defense_params(v)
         return v
+
+
+def victim_kind(value: Any) -> str:
+    """Discriminator of a victim reference: a path (checkpoint or YAML), an external encoder or an inline spec."""
+    if not isinstance(value, (dict, BaseModel)):
+        return "Path"
+    return "External" if is_external(value) else "Spec"
+
+
+VictimRef = Annotated[
+    Annotated[str, Tag("Path")] | Annotated[VictimSpec, Tag("Spec")] | Annotated[ExternalVictimSpec, Tag("External")],
+    Discriminator(victim_kind),
+]
+"""A run's or a sweep's `victim`: a checkpoint file or folder, a victim YAML, an inline victim spec, or an external
+encoder (`sslsteal.specs.external`)."""
+
+
+def read_victim(path: Path) -> VictimSpec | ExternalVictimSpec:
+    """The victim a YAML file describes: an external encoder (its files found relative to the YAML's folder) or a
+    victim trained here; ConfigError lines `victim.<key>: ...`."""
+    data = read_yaml(path)
+    if is_external(data):
+        return parse(ExternalVictimSpec, data, str(path)).resolved(path.resolve().parent)
+    return parse(VictimSpec, data, str(path))

@@ -19,6 +19,8 @@ import torch
 from sslsteal.core.fileio import atomic_write
 from sslsteal.data.augment import to_float
 from sslsteal.models import AugmentationPredictor, Encoder, ProjectionHead, build_encoder
+from sslsteal.specs.base import ConfigError
+from sslsteal.specs.external import ExternalVictimSpec
 from sslsteal.specs.victim import VictimSpec
 
 CHECKPOINT = "checkpoint.pt"
@@ -34,11 +36,12 @@ def victims_dir() -> Path:
 
 @dataclass
 class Victim:
-    """A trained SimCLR encoder with its projection head and, when watermarked, its augmentation predictor."""
+    """A trained SimCLR encoder with its projection head and, when watermarked, its augmentation predictor; or an
+    external encoder (`ExternalVictimSpec`), which has neither."""
 
-    spec: VictimSpec
+    spec: VictimSpec | ExternalVictimSpec
     encoder: Encoder
-    head: ProjectionHead
+    head: ProjectionHead | None
     predictor: AugmentationPredictor | None
     path: Path | None = None
     history: list[dict[str, float]] = field(default_factory=list)
@@ -61,7 +64,19 @@ class Victim:
         """Representations y = f(x) of uint8 or [0,1] float images, or the head output z = g(f(x)) when `head`."""
         device = next(self.encoder.parameters()).device
         y = self.encoder(to_float(images).to(device))
-        return (self.head(y) if head else y).float()
+        return (self.projection(y) if head else y).float()
+
+    def recipe(self, needs: str) -> VictimSpec:
+        """How this victim was trained; a ConfigError naming what `needs` it when the victim is an external encoder."""
+        if not isinstance(self.spec, VictimSpec):
+            raise ConfigError([f"{needs}: victim {self.spec.key} is an external encoder, with no training recipe to train honest references by"])
+        return self.spec
+
+    def projection(self, y: torch.Tensor) -> torch.Tensor:
+        """The head output z = g(y); ValueError for a victim without a projection head (an external encoder)."""
+        if self.head is None:
+            raise ValueError(f"victim {self.spec.key} has no projection head (an external encoder): only its representations can be queried")
+        return self.head(y)
 
 
 def build_victim(spec: VictimSpec) -> Victim:
@@ -74,7 +89,8 @@ def build_victim(spec: VictimSpec) -> Victim:
 
 
 def victim_bytes(victim: Victim) -> bytes:
-    """The checkpoint file's content for `victim` (spec, hash, weights, training history)."""
+    """The checkpoint file's content for a victim trained here (spec, hash, weights, training history)."""
+    assert victim.head is not None, "external victims are packaged by sslsteal.victim.external"
     state = {
         "spec": victim.spec.model_dump(),
         "hash": victim.spec.config_hash(),
@@ -117,9 +133,14 @@ def read_state(source: Path | bytes, map_location: str | torch.device = "cpu") -
 
 def victim_from_state(state: dict[str, Any], path: Path | None = None) -> Victim:
     """Fresh modules holding a saved state's weights, in eval mode: two victims built from one state share no parameter."""
+    if "external" in state:
+        from sslsteal.victim.external import external_victim
+
+        return external_victim(state, path)
     spec = VictimSpec.model_validate(state["spec"])
     victim = build_victim(spec)
     victim.encoder.load_state_dict(state["encoder"])
+    assert victim.head is not None
     victim.head.load_state_dict(state["head"])
     if victim.predictor is not None:
         victim.predictor.load_state_dict(state["predictor"])

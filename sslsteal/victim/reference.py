@@ -36,7 +36,7 @@ def find_references(victim: Victim, indices: list[int], data_root: str | None = 
 
     found = []
     for index in indices:
-        spec = reference_spec(victim.spec, index)
+        spec = reference_spec(victim.recipe("evaluate.ownership"), index)
         if data_root and not spec.data_root:
             spec = spec.model_copy(update={"data_root": data_root})
         found.append((spec, _shipped(spec, victim) or find_cached(spec)))

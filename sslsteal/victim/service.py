@@ -151,7 +151,7 @@ class VictimService:
             "victim": self.victim.spec.key,
             "input_shape": self.input_shape,
             "rep_dim": self.victim.encoder.dim,
-            "head_dim": self.victim.spec.projection_dim,
+            "head_dim": None if self.victim.head is None else self.victim.head.out_dim,
             "default_defense": self.spec.defense.get("name", "none"),
             "accounts": len(self._accounts),
         }
@@ -189,6 +189,8 @@ class VictimService:
         Each image answered counts one query; a request that would exceed the budget is refused whole.
         """
         acc = self._get(account)
+        if head and self.victim.head is None:
+            raise InvalidQuery(f"victim {self.victim.spec.key} has no projection head (an external encoder): query its representations")
         x = self._validate(images)
         n = len(x)
         with acc.lock:
@@ -199,7 +201,7 @@ class VictimService:
                 batch = x.to(self.device, non_blocking=True)
                 batch = batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch.float()
                 rep = self.victim.encoder(batch).float()
-                z = self.victim.head(rep).float()
+                z = rep if self.victim.head is None else self.victim.head(rep).float()  # no head: head-space defenses read representations
             answer, flagged = self._defense(acc.defense_config).apply(acc.defense, z if head else rep, rep, z)
             acc.used += n
             acc.detections += int(flagged.sum())

@@ -60,7 +60,7 @@ def train_victim(spec: VictimSpec, *, device: torch.device | None = None, progre
                 wm_views, wm_labels = watermark_views(x[:k], cpu_gen)
                 views.append(wm_views)
             reps = victim.encoder(torch.cat(views))
-            z = victim.head(reps[: 2 * b])
+            z = victim.projection(reps[: 2 * b])
             loss = nt_xent(z[:b], z[b:], spec.temperature)
             totals["loss"] += loss.item()
             if spec.watermark:

@@ -47,7 +47,10 @@ def _view_losses(evidence: Evidence, encoder: Embed, images: torch.Tensor) -> np
 
     The generator is re-seeded for every image set, so every encoder sees the same augmentations.
     """
-    head = evidence.victim.head.eval()
+    head = evidence.victim.head
+    if head is None:
+        raise ValueError(f"dataset inference reads the victim's projection head; {evidence.victim.spec.key} has none")
+    head.eval()
     device = next(head.parameters()).device
     augment, gen = SimCLRAugment(), torch.Generator().manual_seed(evidence.seed)
     losses = []
