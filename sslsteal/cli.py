@@ -119,6 +119,45 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import os
+    import time
+    from pathlib import Path
+
+    from sslsteal.api.keys import Account, digest, load_keys
+    from sslsteal.api.server import start_api, stop_api
+
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port: must be in 1-65535, got {args.port}")
+    if args.keys:
+        accounts = load_keys(args.keys)
+    else:
+        key = os.environ.get("SSLSTEAL_API_KEY")
+        if not key:
+            raise UsageError("--keys: give a KEYS.yaml, or set SSLSTEAL_API_KEY for a single account named 'default'")
+        accounts = [Account("default", digest(key), args.budget, None)]
+    service = {"budget": args.budget} if args.budget else {}
+    served = start_api(
+        args.victim,
+        accounts,
+        host=args.host,
+        port=args.port,
+        address=args.address,
+        state_dir=Path(args.state_dir) if args.state_dir else None,
+        service=service,
+        replicas=args.replicas,
+        data_root=args.data_root,
+    )
+    print(f"serving {served.victim} at {served.url}/v1/embed for {len(accounts)} account(s); API docs: {served.url}/docs; Ctrl-C stops")
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"listening on {args.host}: put TLS in front of it (docs/service.md)")
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        stop_api()
+
+
 def _validate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -302,6 +341,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     dashboard = sub.add_parser("dashboard", help="render the dashboards (the paper's tables and plots, ours beside them) as a static site")
     dashboards.add_arguments(dashboard).set_defaults(func=dashboards.run)
+
+    serve = sub.add_parser("serve", help="serve a victim as an HTTP embedding API (Ray Serve): API keys, budgets, defenses")
+    serve.add_argument("victim", help="victim YAML, checkpoint, or external-encoder YAML")
+    serve.add_argument(
+        "--keys",
+        metavar="KEYS.yaml",
+        help="accounts: name, key digest or env variable, budget, defense (docs/service.md); default: one account keyed by $SSLSTEAL_API_KEY",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--address", help="Ray address to join (auto: the running cluster); a local Ray by default")
+    serve.add_argument("--budget", type=int, help="budget of accounts that do not set one (default 10,000)")
+    serve.add_argument("--replicas", type=int, default=1, help="HTTP ingress replicas")
+    serve.add_argument("--state-dir", help="where accounts and stored answers persist (default: $SSLSTEAL_CACHE/serve/<victim>/accounts)")
+    serve.add_argument("--data-root", help="folder with the datasets, to train a victim YAML not trained yet")
+    serve.set_defaults(func=_serve)
 
     validate = sub.add_parser("validate", help="check a sweep (or optimize) file and print its trial count, without starting Ray")
     validate.add_argument("sweep", help="sweep YAML")

@@ -88,6 +88,32 @@ def test_fresh_accounts_never_reuse_a_name_or_a_budget(checkpoint: str) -> None:
     assert service.open_fresh_account("trial_a")["account"] == "trial_a.3"  # the refused open reserved nothing
 
 
+@pytest.mark.parametrize("persisted", [False, True])
+def test_a_request_id_is_answered_and_charged_once(checkpoint: str, tmp_path: Path, persisted: bool) -> None:
+    """A retry with the same request id gets the stored answer free (noise is not redrawn), also from a restarted
+    service when accounts are persisted; the same id for other images is refused; old ids leave the window."""
+    spec = {"budget": 20, "defense": {"name": "noise", "sigma": 1.0}, "idempotent_requests": 2, "state_dir": str(tmp_path) if persisted else None}
+    service = VictimService(checkpoint, spec)
+    service.open_account("a")
+    first = service.embed(_images(4), "a", request_id="r1")
+    np.testing.assert_array_equal(service.embed(_images(4), "a", request_id="r1"), first)
+    assert service.stats("a")["queries_used"] == 4
+    with pytest.raises(InvalidQuery, match="request id 'r1' was used before for other images"):
+        service.embed(_images(4, seed=1), "a", request_id="r1")
+    with pytest.raises(InvalidQuery, match="request id must be a non-empty string"):
+        service.embed(_images(1), "a", request_id="")
+    if persisted:  # a restarted service still knows what it answered
+        service = VictimService(checkpoint, spec)
+        np.testing.assert_array_equal(service.embed(_images(4), "a", request_id="r1"), first)
+        assert service.stats("a")["queries_used"] == 4
+    service.embed(_images(1), "a", request_id="r2")
+    service.embed(_images(1), "a", request_id="r3")  # the window holds 2 ids: r1 is forgotten
+    assert not np.array_equal(service.embed(_images(4), "a", request_id="r1"), first)
+    assert service.stats("a")["queries_used"] == 10
+    if persisted:
+        assert len(list((tmp_path / "answers").glob("*.npy"))) == 2
+
+
 def test_checkpoint_bytes_serve_the_same_answers(checkpoint: str) -> None:
     from_path = VictimService(checkpoint)
     from_bytes = VictimService(Path(checkpoint).read_bytes())

@@ -71,6 +71,7 @@ class ServiceSpec(StrictModel):
     resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources the actor needs, e.g. {victim_host: 1} to pin its node")
     max_concurrency: int = Field(4, gt=0, description="requests served at once (threads)")
     state_dir: str | None = Field(None, description="where per-account state is persisted; none: kept in memory only")
+    idempotent_requests: int = Field(16, ge=1, description="latest request ids per account whose answers are kept, so a retry is answered free")
     seed: int = 0
 
     @field_validator("defense")

@@ -40,6 +40,8 @@ class Account:
     detections: int = 0
     pow_hashes: float = 0.0
     defense: dict[str, Any] = field(default_factory=dict)
+    answered: dict[str, str] = field(default_factory=dict)
+    """Request ids of the latest idempotent requests -> the digest of what they asked (oldest first)."""
     pending: hashcash.Challenge | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -52,6 +54,7 @@ class Account:
             "detections": self.detections,
             "pow_hashes": self.pow_hashes,
             "defense": self.defense,
+            "answered": self.answered,
         }
 
     def stats(self) -> dict[str, Any]:
@@ -83,6 +86,7 @@ class VictimService:
         self._defenses: dict[str, Defense] = {}
         self.input_shape = (3, 32, 32)
         self._accounts: dict[str, Account] = {}
+        self._answers: dict[tuple[str, str], np.ndarray] = {}  # idempotent answers kept in memory (no state_dir)
         self._registry_lock = threading.Lock()
         self._state_dir = Path(self.spec.state_dir) if self.spec.state_dir else None
         self._restore()
@@ -183,17 +187,27 @@ class VictimService:
         acc.pending = None
 
     # -- serving ----------------------------------------------------------------------------------
-    def embed(self, images: Any, account: str, head: bool = False, proof: tuple[hashcash.Challenge, int] | None = None) -> np.ndarray:
+    def embed(
+        self, images: Any, account: str, head: bool = False, proof: tuple[hashcash.Challenge, int] | None = None, request_id: str | None = None
+    ) -> np.ndarray:
         """Representations (or head outputs z when `head`) of a uint8 or [0,1] float batch, as float32.
 
-        Each image answered counts one query; a request that would exceed the budget is refused whole.
+        Each image answered counts one query; a request that would exceed the budget is refused whole. With a
+        `request_id` the request is answered and charged once: a retry with the same id and the same images gets
+        the stored answer free (the latest `spec.idempotent_requests` ids per account are kept, on disk with
+        `state_dir`), and the same id with other images is refused.
         """
         acc = self._get(account)
         if head and self.victim.head is None:
             raise InvalidQuery(f"victim {self.victim.spec.key} has no projection head (an external encoder): query its representations")
         x = self._validate(images)
         n = len(x)
+        digest = None if request_id is None else self._request_digest(request_id, x, head)
         with acc.lock:
+            if request_id is not None and request_id in acc.answered:
+                if acc.answered[request_id] != digest:
+                    raise InvalidQuery(f"request id {request_id!r:.80} was used before for other images; use a new id for a new request")
+                return self._stored_answer(acc, request_id)
             if acc.used + n > acc.budget:
                 raise QueryBudgetExceeded(f"account {acc.name!r}: request for {n} images exceeds the budget ({acc.used} of {acc.budget} used)")
             self._pay(acc, proof)
@@ -203,10 +217,52 @@ class VictimService:
                 rep = self.victim.encoder(batch).float()
                 z = rep if self.victim.head is None else self.victim.head(rep).float()  # no head: head-space defenses read representations
             answer, flagged = self._defense(acc.defense_config).apply(acc.defense, z if head else rep, rep, z)
+            out = answer.float().cpu().numpy()
+            evicted = [] if digest is None else self._store_answer(acc, str(request_id), digest, out)  # before the charge that records it
             acc.used += n
             acc.detections += int(flagged.sum())
             self._persist(acc)
-            return answer.float().cpu().numpy()
+            for old in evicted:  # only once the account no longer lists them
+                self._drop_answer(acc.name, old)
+            return out
+
+    # -- idempotent requests ----------------------------------------------------------------------
+    @staticmethod
+    def _request_digest(request_id: Any, x: torch.Tensor, head: bool) -> str:
+        """What a request id stands for: the images (dtype, shape, bytes) and whether the head was asked for."""
+        if not isinstance(request_id, str) or not 0 < len(request_id) <= 200:
+            raise InvalidQuery(f"request id must be a non-empty string of at most 200 characters, got {type(request_id).__name__}")
+        h = hashlib.sha256(f"{x.dtype}|{tuple(x.shape)}|{head}|".encode())
+        h.update(x.contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+    def _answer_path(self, account: str, request_id: str) -> Path:
+        assert self._state_dir is not None
+        return self._state_dir / "answers" / f"{hashlib.sha256(f'{account}|{request_id}'.encode()).hexdigest()[:32]}.npy"
+
+    def _store_answer(self, acc: Account, request_id: str, digest: str, answer: np.ndarray) -> list[str]:
+        """Keep `answer` for `request_id` and forget the account's oldest ids beyond the window, returned so that
+        their answers are dropped once the account is persisted (the caller holds acc.lock)."""
+        if self._state_dir is not None:
+            atomic_write(self._answer_path(acc.name, request_id), lambda f: np.save(f, answer, allow_pickle=False))
+        else:
+            self._answers[(acc.name, request_id)] = answer
+        acc.answered[request_id] = digest
+        evicted = list(acc.answered)[: max(0, len(acc.answered) - self.spec.idempotent_requests)]
+        for old in evicted:
+            del acc.answered[old]
+        return evicted
+
+    def _drop_answer(self, account: str, request_id: str) -> None:
+        if self._state_dir is not None:
+            self._answer_path(account, request_id).unlink(missing_ok=True)
+        else:
+            self._answers.pop((account, request_id), None)
+
+    def _stored_answer(self, acc: Account, request_id: str) -> np.ndarray:
+        if self._state_dir is None:
+            return self._answers[(acc.name, request_id)]
+        return np.load(self._answer_path(acc.name, request_id), allow_pickle=False)
 
     # -- validation -------------------------------------------------------------------------------
     @staticmethod
