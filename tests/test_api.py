@@ -55,6 +55,7 @@ def api(tmp_path_factory: pytest.TempPathFactory):
     (root / "keys.yaml").write_text(yaml.safe_dump({"accounts": accounts}))
     mp = pytest.MonkeyPatch()
     mp.setenv("SSLSTEAL_TEST_CAROL_KEY", KEYS["carol"])
+    mp.setenv("SSLSTEAL_TEST_ALICE_KEY", KEYS["alice"])  # before Ray starts: sweep trials read it in their workers
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="sslsteal-api-tests")
     served = start_api(str(checkpoint), load_keys(root / "keys.yaml"), port=_free_port(), state_dir=root / "accounts", service={"max_batch": 64})
     yield served, load_victim(checkpoint)
@@ -214,6 +215,58 @@ def test_the_client_maps_refusals_and_survives_a_killed_victim_actor(api) -> Non
     torch.testing.assert_close(alice(x), victim.embed(x), rtol=1e-5, atol=1e-5)
     assert ray.get(served.actor.info.remote())["pid"] != pid
     assert _usage(served.url, "alice") == used + 3 and client.usage()["queries_used"] == 3
+
+
+def _kill_the_ingress_once_alice_is_charged(served, before: int, done: threading.Event, killed: list[str]) -> None:
+    """Kill the Serve ingress replica as soon as the sweep's first answer is charged (Serve starts a new one)."""
+    while not done.is_set() and _usage(served.url, "alice") == before:
+        done.wait(0.05)
+    replicas = [a for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == "serve" and "EmbeddingAPI" in a["name"]]
+    for replica in replicas:
+        ray.kill(ray.get_actor(replica["name"], namespace="serve"), no_restart=False)
+        killed.append(replica["name"])
+
+
+def test_a_sweep_steals_through_http_as_through_the_actor_and_a_killed_replica_costs_nothing(api, tmp_path: Path, mlflow_uri: str) -> None:
+    """The same trial over the endpoint and over the actor gives the same figures; the ingress replica killed mid-sweep
+    costs the trial neither its work nor a query (its retries carry idempotency keys)."""
+    from sslsteal.cli import main
+    from sslsteal.orchestration.tracking import Tracker
+
+    served, victim = api
+    checkpoint = str(victim.path)
+    common = {
+        "attack": {"loss": "mse", "queries": 256, "epochs": 2, "batch_size": 32, "query_data": "synthetic:train"},
+        "evaluate": {"downstream": ["synthetic"]},
+        "run": {"seeds": [0], "resources_per_trial": {"cpu": 1}},
+    }
+    before = _usage(served.url, "alice")
+    killed: list[str] = []
+    for name, ref in [("via-http", {"url": served.url, "api_key_env": "SSLSTEAL_TEST_ALICE_KEY", "model": checkpoint}), ("via-actor", checkpoint)]:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({"name": name, "victim": ref, **common}))
+        done = threading.Event()
+        killer = threading.Thread(target=_kill_the_ingress_once_alice_is_charged, args=(served, before, done, killed))
+        if name == "via-http":
+            killer.start()
+        try:
+            assert main(["sweep", str(path), "--tracking-uri", mlflow_uri, "--storage", str(tmp_path / "tune"), "--quiet"]) == 0
+        finally:
+            done.set()
+            if killer.is_alive():
+                killer.join()
+    tracker = Tracker(mlflow_uri)
+    metrics, tags = {}, {}
+    for name in ("via-http", "via-actor"):
+        exp = tracker.client.get_experiment_by_name(name)
+        (parent,) = tracker.client.search_runs([exp.experiment_id], "tags.`sslsteal.kind` = 'sweep'")
+        (child,) = tracker.children(parent.info.run_id)
+        assert child.info.status == "FINISHED"
+        metrics[name], tags[name] = child.data.metrics, parent.data.tags
+    assert tags["via-http"]["sslsteal.endpoint"] == served.url and KEYS["alice"] not in str(tags["via-http"])
+    for key in ("queries_used", "acc.synthetic", "fidelity.cosine", "gain_recovered.synthetic"):
+        assert metrics["via-http"][key] == pytest.approx(metrics["via-actor"][key], abs=1e-6), key
+    assert killed and _usage(served.url, "alice") == before + 256  # answered and charged once, across the killed replica
 
 
 def test_no_key_appears_in_any_log(api) -> None:

@@ -38,8 +38,16 @@ class HttpVictim:
         self.session = requests.Session()
         self.session.headers["X-API-Key"] = key
         self.retried = 0
+        self.max_batch: int | None = None  # the server's, read from /v1/health on first use
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """Answers for `images`, sent in requests of at most the server's `max_batch` images each."""
+        if self.max_batch is None:
+            self.max_batch = int(self._send("GET", "/v1/health", None, None, {}).json()["max_batch"])
+        step = self.max_batch
+        return torch.cat([self._request(images[start : start + step]) for start in range(0, max(1, len(images)), step)])
+
+    def _request(self, images: torch.Tensor) -> torch.Tensor:
         array = images.numpy() if images.dtype == torch.uint8 else images.float().numpy()
         if self.fmt == "npy":
             response = self._post(write_npy(array), NPY, {"head": "true"} if self.head else {})

@@ -74,7 +74,7 @@ class Driver:
         from sslsteal.pipeline.steal import victim_source
         from sslsteal.specs.base import ConfigError
         from sslsteal.specs.datasets import parse_ref
-        from sslsteal.specs.victim import ServiceSpec
+        from sslsteal.specs.victim import RemoteVictimSpec, ServiceSpec
         from sslsteal.victim.checkpoint import load_victim
         from sslsteal.victim.reference import find_references
 
@@ -90,8 +90,10 @@ class Driver:
         if "watermark" in tests and victim.predictor is None:
             raise ConfigError([f"evaluate.ownership: the watermark test needs a watermarked victim; {victim.spec.key} has none"], plan.source)
         checkpoint = ray.put(victim_path.read_bytes())  # read and stored once: the actor and every trial load it from here
-        # The actor imports torch and loads the victim while the driver does the rest of its set-up.
-        handle = create_service(checkpoint, service, name="victim", namespace=f"sslsteal-{spec.name}", wait=False)
+        # The actor imports torch and loads the victim while the driver does the rest of its set-up; a sweep over an
+        # endpoint has none (its trials query the endpoint; the checkpoint only scores their copies).
+        endpoint = spec.victim if isinstance(spec.victim, RemoteVictimSpec) else None
+        handle = None if endpoint else create_service(checkpoint, service, name="victim", namespace=f"sslsteal-{spec.name}", wait=False)
         try:
             tracker = Tracker(tracking_uri or spec.tracking.uri)
             count = max(plan.values("evaluate", "references") or [3]) if tests else 0
@@ -113,9 +115,10 @@ class Driver:
                 "references": [ray.put(path.read_bytes()) for path in reference_paths],
                 "datasets": share_datasets(splits, spec.run.data_root),
             }
-            info = ray.get(handle.info.remote())  # construction errors surface here, not in the first trial
+            info = ray.get(handle.info.remote()) if handle is not None else {"endpoint": endpoint.url if endpoint else ""}  # construction errors surface here
         except BaseException:
-            ray.kill(handle, no_restart=True)
+            if handle is not None:
+                ray.kill(handle, no_restart=True)
             raise
         return cls(plan, tracker, victim, report, handle, info, shared, measured, bulk_needed(spec.run.bulk_inference, splits))
 
@@ -124,6 +127,7 @@ class Driver:
         from ray import tune
 
         from sslsteal.orchestration.batch_inference import trial_resources
+        from sslsteal.specs.victim import RemoteVictimSpec
 
         spec = self.plan.spec
         res = spec.run.resources_per_trial
@@ -136,12 +140,16 @@ class Driver:
             res.cpu,
             baselines=self.baselines,
             bulk=self.bulk,
+            endpoint=spec.victim if isinstance(spec.victim, RemoteVictimSpec) else None,
             **self.shared,
         )
         return tune.with_resources(tune.with_parameters(trial, context=context), trial_resources(res, self.bulk))
 
     def placement(self) -> dict[str, str]:
-        """Where the victim actor started (node id, GPU ids, torch device, process), as MLflow tags for the parent run."""
+        """Where the victim actor started (node id, GPU ids, torch device, process), or the endpoint the trials query,
+        as MLflow tags for the parent run."""
+        if "endpoint" in self.info:
+            return {"sslsteal.endpoint": self.info["endpoint"]}
         return {
             "sslsteal.victim_node_id": str(self.info["node_id"]),
             "sslsteal.victim_gpu_ids": ",".join(self.info["gpu_ids"]),
@@ -158,4 +166,5 @@ class Driver:
         """Stop the victim actor (Ray itself is left running for the caller)."""
         import ray
 
-        ray.kill(self.handle, no_restart=True)
+        if self.handle is not None:
+            ray.kill(self.handle, no_restart=True)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from sslsteal.orchestration.batch_inference import BulkRoute
     from sslsteal.orchestration.tracking import Tracker
     from sslsteal.specs.sweep import BulkInference
+    from sslsteal.specs.victim import RemoteVictimSpec
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class SweepContext:
     """Victim and random-floor accuracies measured by the driver, per `baseline_key(pool, stolen architecture)`."""
     bulk: BulkInference | None = None
     """`run.bulk_inference` when the trials embed a split that large (their pools are reserved with them), else None."""
+    endpoint: RemoteVictimSpec | None = None
+    """The HTTP endpoint the trials query instead of the victim actor (the sweep's `victim: {url: ...}`), else None."""
 
 
 def baseline_key(pool: Any, encoder: str) -> str:
@@ -95,24 +98,34 @@ def trial(config: dict[str, Any], context: SweepContext) -> None:
 
     from sslsteal.orchestration.actor import RemoteQuery
     from sslsteal.orchestration.tracking import Tracker
+    from sslsteal.pipeline.steal import endpoint_query
 
     device, route = _set_up_worker(context)
     victim = worker_victim(context.victim, device)
     spec = StealSpec.model_validate({"victim": victim.spec.key, "attack": config["attack"], "evaluate": config["evaluate"], "data_root": context.data_root})
     downstream = spec.evaluate.downstream or victim.spec.evaluate.downstream
     trial_id = tune.get_context().get_trial_id()
-    handle = ray.get_actor("victim", namespace=context.namespace)
-    account = _open_account(handle, trial_id, spec.attack.queries, config["defense"])
+    head = spec.attack.method == "access_head"
+    if context.endpoint is None:
+        handle = ray.get_actor("victim", namespace=context.namespace)
+        account = _open_account(handle, trial_id, spec.attack.queries, config["defense"])
+    else:  # the key's one account on the endpoint; the attacker's own budget keeps the trial to its queries
+        handle, account = None, f"{context.endpoint.url} ({context.endpoint.api_key_env})"
     tracker = Tracker(context.tracking_uri)
     run_id = _open_run(tracker, config, spec, context, trial_id=trial_id, account=account)
     with _ending(tracker, run_id):
         epochs = _Epochs(tracker, run_id, device, _monitor_task(spec, downstream[0], context.data_root))
-        query = RemoteQuery(handle, account, head=spec.attack.method == "access_head")
-        knockoff = _knockoff_query(handle, f"{trial_id}-knockoff", spec, defense=config["defense"])
+        if handle is None:
+            assert context.endpoint is not None
+            query, knockoff = endpoint_query(context.endpoint, head), None
+        else:
+            query = RemoteQuery(handle, account, head=head)
+            knockoff = _knockoff_query(handle, f"{trial_id}-knockoff", spec, defense=config["defense"])
         stolen, metrics = _steal(spec, victim, query, context, device, epochs, knockoff)
         if spec.evaluate.save_encoder:
             _save_encoder(tracker, run_id, stolen, spec, victim.spec.key)
-        metrics |= _service_metrics(handle, account)
+        if handle is not None:
+            metrics |= _service_metrics(handle, account)
         if route is not None:  # embedded by Ray Data batch inference; the tag says where
             metrics["eval.bulk_images"] = float(route.images)
             tracker.set_tags(run_id, {"sslsteal.bulk_nodes": ",".join(sorted(route.nodes))})

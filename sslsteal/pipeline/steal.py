@@ -22,7 +22,7 @@ from sslsteal.specs.attack import AttackSpec
 from sslsteal.specs.datasets import DataRef
 from sslsteal.specs.external import ExternalVictimSpec
 from sslsteal.specs.steal import StealSpec
-from sslsteal.specs.victim import VictimSpec, read_victim
+from sslsteal.specs.victim import RemoteVictimSpec, VictimSpec, read_victim
 from sslsteal.victim.checkpoint import Victim, load_victim
 
 if TYPE_CHECKING:
@@ -30,13 +30,17 @@ if TYPE_CHECKING:
 
 
 def victim_source(
-    ref: str | VictimSpec | ExternalVictimSpec, *, base: Path | None = None, data_root: str | None = None
+    ref: str | VictimSpec | ExternalVictimSpec | RemoteVictimSpec, *, base: Path | None = None, data_root: str | None = None
 ) -> tuple[VictimSpec | ExternalVictimSpec | None, Path | None]:
     """(spec, checkpoint) for a victim reference: a checkpoint file/dir gives (None, path); an external encoder its
     spec and its packaged checkpoint (built in the cache on first use); a YAML or inline spec of a victim trained
-    here its spec and the shipped or cached checkpoint matching its hash, or None when it must be trained."""
+    here its spec and the shipped or cached checkpoint matching its hash, or None when it must be trained; an
+    endpoint those of its `model`."""
     from sslsteal.victim.checkpoint import find_cached
     from sslsteal.victim.external import external_checkpoint
+
+    if isinstance(ref, RemoteVictimSpec):
+        return victim_source(ref.model, base=base, data_root=data_root)
 
     config_path: Path | None = None
     spec: VictimSpec | ExternalVictimSpec
@@ -56,7 +60,9 @@ def victim_source(
     return spec, find_cached(spec, config_path)
 
 
-def resolve_victim(ref: str | VictimSpec | ExternalVictimSpec, *, base: Path | None = None, data_root: str | None = None, progress: bool = True) -> Victim:
+def resolve_victim(
+    ref: str | VictimSpec | ExternalVictimSpec | RemoteVictimSpec, *, base: Path | None = None, data_root: str | None = None, progress: bool = True
+) -> Victim:
     """A victim from a checkpoint file/dir, a victim YAML (trained now unless shipped or cached), an inline spec or
     an external encoder."""
     from sslsteal.victim.train import get_or_train
@@ -264,6 +270,19 @@ def steal_and_evaluate(
     return stolen, metrics
 
 
+def endpoint_query(remote: RemoteVictimSpec, head: bool = False) -> Embed:
+    """The attacker's queries to an endpoint, with the key from `remote.api_key_env` (a ConfigError when unset)."""
+    import os
+
+    from sslsteal.api.client import HttpVictim
+    from sslsteal.specs.base import ConfigError
+
+    key = os.environ.get(remote.api_key_env)
+    if not key:
+        raise ConfigError([f"victim.api_key_env: the environment variable {remote.api_key_env} is not set or empty"])
+    return HttpVictim(remote.url, key, head=head, fmt=remote.format)
+
+
 def run_steal(spec: StealSpec, *, config_path: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Steal one encoder from a local victim (no Ray) and evaluate it; metrics are named as in docs/architecture.md."""
     from sslsteal.specs.base import ConfigError
@@ -286,7 +305,8 @@ def run_steal(spec: StealSpec, *, config_path: str | Path | None = None, progres
     indices = list(range(1, spec.evaluate.references + 1)) if spec.evaluate.ownership else []
     references = [ref.to(device) for ref in get_references(victim, indices, data_root=spec.data_root, progress=progress)]
     head = spec.attack.method == "access_head"
-    stolen, metrics = steal_and_evaluate(spec, victim, lambda x: victim.embed(x, head=head), device, references=references, progress=progress)
+    query: Embed = endpoint_query(spec.victim, head) if isinstance(spec.victim, RemoteVictimSpec) else (lambda x: victim.embed(x, head=head))
+    stolen, metrics = steal_and_evaluate(spec, victim, query, device, references=references, progress=progress)
     return {"victim": victim.spec.key, "attack": spec.attack.model_dump(), "metrics": metrics, "stolen": stolen}
 
 

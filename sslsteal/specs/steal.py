@@ -12,7 +12,7 @@ from sslsteal.specs.evaluate import EvaluateSpec
 from sslsteal.specs.external import ExternalVictimSpec
 from sslsteal.specs.protocol import protocol_problems
 from sslsteal.specs.sweep import victim_spec
-from sslsteal.specs.victim import VictimRef
+from sslsteal.specs.victim import RemoteVictimSpec, VictimRef
 
 
 class StealSpec(StrictModel):
@@ -37,4 +37,6 @@ def steal_problems(spec: StealSpec, base: Path) -> list[str]:
     problems = ["evaluate.legit: a single run has no defense to measure; use a sweep with a defense section"] if spec.evaluate.legit else []
     victim, found = victim_spec(spec.victim, base)
     refused = victim.refusals(spec.attack.method, spec.evaluate.ownership) if isinstance(victim, ExternalVictimSpec) else []
+    if isinstance(spec.victim, RemoteVictimSpec):
+        refused += spec.victim.refusals(spec.evaluate, None)
     return problems + found + protocol_problems(spec.attack, spec.evaluate, victim) + refused

@@ -25,7 +25,7 @@ from sslsteal.specs.external import ExternalVictimSpec
 from sslsteal.specs.protocol import protocol_problems
 from sslsteal.specs.search_space import Path_, SearchSpace, find_spaces, preview, substitute, trial_count
 from sslsteal.specs.space_checks import candidate_problems, signed_answer_problems
-from sslsteal.specs.victim import VictimRef, VictimSpec, read_victim
+from sslsteal.specs.victim import RemoteVictimSpec, VictimRef, VictimSpec, read_victim
 
 SEARCHABLE = ("attack", "defense", "evaluate")
 
@@ -139,6 +139,21 @@ def tree_problems(tree: dict[str, Any], victim: VictimSpec | ExternalVictimSpec 
     return problems
 
 
+def remote_problems(remote: RemoteVictimSpec, tree: dict[str, Any], spaces: dict[Path_, SearchSpace]) -> list[str]:
+    """What no trial of a sweep over an endpoint may ask (`RemoteVictimSpec.refusals`), in every candidate tree."""
+    found: list[str] = []
+    read = {path: space for path, space in spaces.items() if path[0] in ("evaluate", "defense")}
+    for combo in itertools.product(*(space.candidates() for space in read.values())):
+        values = dict(zip(read, combo, strict=True))
+        concrete = substitute(tree, values)
+        try:
+            evaluate = parse(EvaluateSpec, concrete["evaluate"])
+        except ConfigError:
+            continue  # reported by validate_tree
+        found += remote.refusals(evaluate, (concrete["defense"] or {}).get("name", "none"))
+    return list(dict.fromkeys(found))
+
+
 def validate_tree(tree: dict[str, Any], spaces: dict[Path_, SearchSpace], victim: VictimSpec | ExternalVictimSpec | None = None) -> list[str]:
     """Problems of the base configuration (first candidate everywhere) and of every other candidate value, then of
     every combination of loss, method and defense values that feeds the loss signed answers it cannot read."""
@@ -149,10 +164,13 @@ def validate_tree(tree: dict[str, Any], spaces: dict[Path_, SearchSpace], victim
     return candidate_problems(spaces, lambda values: tree_problems(concrete(values), victim)) + signed_answer_problems(spaces, concrete)
 
 
-def victim_spec(victim: str | VictimSpec | ExternalVictimSpec, base: Path) -> tuple[VictimSpec | ExternalVictimSpec | None, list[str]]:
-    """The victim's spec (None for a checkpoint, whose spec is read when it is loaded) and the problems finding it:
-    a victim named by path must exist; a victim YAML must be a valid victim spec; an external encoder's files
-    (relative to `base`, the folder of the file that names them) must exist."""
+def victim_spec(victim: str | VictimSpec | ExternalVictimSpec | RemoteVictimSpec, base: Path) -> tuple[VictimSpec | ExternalVictimSpec | None, list[str]]:
+    """The victim's spec (None for a checkpoint, whose spec is read when it is loaded; an endpoint's `model`) and
+    the problems finding it: a victim named by path must exist; a victim YAML must be a valid victim spec; an
+    external encoder's files (relative to `base`, the folder of the file that names them) must exist."""
+    if isinstance(victim, RemoteVictimSpec):
+        spec, problems = victim_spec(victim.model, base)
+        return spec, [p.replace("victim", "victim.model", 1) for p in problems]
     try:
         if isinstance(victim, ExternalVictimSpec):
             return victim.resolved(base), []
@@ -227,6 +245,8 @@ def plan_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepPla
         try:
             spaces = find_spaces(tree)
             problems += validate_tree(tree, spaces, victim)
+            if spec is not None and isinstance(spec.victim, RemoteVictimSpec):
+                problems += remote_problems(spec.victim, tree, spaces)
         except ConfigError as exc:
             problems += exc.problems
     if problems or spec is None:

@@ -82,18 +82,53 @@ class ServiceSpec(StrictModel):
 
 
 def victim_kind(value: Any) -> str:
-    """Discriminator of a victim reference: a path (checkpoint or YAML), an external encoder or an inline spec."""
+    """Discriminator of a victim reference: a path (checkpoint or YAML), an endpoint, an external encoder or an
+    inline spec."""
+    if isinstance(value, RemoteVictimSpec) or (isinstance(value, dict) and "url" in value):
+        return "Remote"
     if not isinstance(value, (dict, BaseModel)):
         return "Path"
     return "External" if is_external(value) else "Spec"
 
 
-VictimRef = Annotated[
+LocalVictimRef = Annotated[
     Annotated[str, Tag("Path")] | Annotated[VictimSpec, Tag("Spec")] | Annotated[ExternalVictimSpec, Tag("External")],
     Discriminator(victim_kind),
 ]
-"""A run's or a sweep's `victim`: a checkpoint file or folder, a victim YAML, an inline victim spec, or an external
-encoder (`sslsteal.specs.external`)."""
+"""A victim whose weights are at hand: a checkpoint file or folder, a victim YAML, an inline victim spec, or an
+external encoder (`sslsteal.specs.external`)."""
+
+
+class RemoteVictimSpec(StrictModel):
+    """A victim behind an HTTP embedding API (`sslsteal serve`, or any endpoint that speaks its /v1 routes): the
+    attacker queries it with one key, read from the environment; `model` is the same victim as the evaluator holds
+    it (a provider auditing their own endpoint), used to score the copy and never queried for the attack."""
+
+    url: str = Field(..., pattern=r"^https?://[^\s/]+", description="the endpoint's base URL, e.g. http://127.0.0.1:8000")
+    api_key_env: str = Field(..., pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="the environment variable holding the API key (never the key itself)")
+    format: Literal["npy", "json"] = Field("npy", description="request bodies: .npy arrays, or JSON with base64 PNG images")
+    model: LocalVictimRef = Field(..., description="the victim that scores the copy: a victim YAML, checkpoint, inline spec or external encoder")
+
+    def refusals(self, evaluate: Any, defense: str | None) -> list[str]:
+        """What a run or sweep over an endpoint cannot do: the key is one account with the endpoint's own defense."""
+        problems = []
+        if defense not in (None, "none"):
+            problems.append(f"defense.name: the endpoint applies its own defense to each key; a sweep over {self.url} sets none, not {defense}")
+        if evaluate.legit:
+            problems.append("evaluate.legit: the honest customer needs an account of its own, which one API key is not")
+        if evaluate.transfer is not None and "knockoff" in evaluate.transfer.sources:
+            problems.append("evaluate.transfer.sources: the knockoff needs its own paid account, which one API key is not; drop knockoff")
+        return problems
+
+
+VictimRef = Annotated[
+    Annotated[str, Tag("Path")]
+    | Annotated[VictimSpec, Tag("Spec")]
+    | Annotated[ExternalVictimSpec, Tag("External")]
+    | Annotated[RemoteVictimSpec, Tag("Remote")],
+    Discriminator(victim_kind),
+]
+"""A run's or a sweep's `victim`: a local victim (`LocalVictimRef`) or an HTTP endpoint (`RemoteVictimSpec`)."""
 
 
 def read_victim(path: Path) -> VictimSpec | ExternalVictimSpec:
