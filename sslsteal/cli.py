@@ -171,10 +171,14 @@ def _validate(args: argparse.Namespace) -> int:
         print(plan_optimize(args.sweep, args.set).describe())
         return 0
     if "attack" not in data:  # a victim config
-        from sslsteal.specs.victim import VictimSpec
+        from sslsteal.specs.victim import VictimSpec, read_victim
 
-        victim = load(VictimSpec, args.sweep, args.set)
-        print(f"{args.sweep}: victim {victim.key} ({victim.encoder} on {victim.data}, {victim.epochs} epochs)")
+        victim = read_victim(Path(args.sweep), args.set)
+        if isinstance(victim, VictimSpec):
+            print(f"{args.sweep}: victim {victim.key} ({victim.encoder} on {victim.data}, {victim.epochs} epochs)")
+        else:
+            source = next(f"{key} {getattr(victim, key)}" for key in ("torchscript", "torchvision", "packaged") if getattr(victim, key) is not None)
+            print(f"{args.sweep}: external victim {victim.key} ({source}, read at {victim.input_size} px)")
         return 0
     if "name" not in data:  # a run config for `sslsteal steal`
         from sslsteal.specs.steal import StealSpec, steal_problems

@@ -18,12 +18,12 @@ import torch
 import yaml
 from conftest import tiny_victim_spec
 
-from sslsteal.api.client import HttpVictim, Unauthorized
-from sslsteal.api.codec import NPY, png_base64, read_npy, write_npy
 from sslsteal.api.keys import digest, load_keys
 from sslsteal.api.server import start_api, stop_api
+from sslsteal.attacks.endpoint import HttpVictim, Unauthorized
 from sslsteal.specs.victim import VictimSpec
 from sslsteal.victim.checkpoint import load_victim
+from sslsteal.victim.codec import NPY, png_base64, read_npy, write_npy
 from sslsteal.victim.errors import QueryBudgetExceeded
 from sslsteal.victim.train import get_or_train
 

@@ -26,10 +26,12 @@ MAY_IMPORT = {
     **{stage.removesuffix(".py"): {"core", "specs", *(s.removesuffix(".py") for s in STAGES)} for stage in STAGES},
     "orchestration": {"core", "specs", *(s.removesuffix(".py") for s in STAGES)},
     "dashboards": {"core", "specs", "orchestration"},
+    "api": {"core", "specs", "orchestration", *(s.removesuffix(".py") for s in STAGES)},
 }
 """The direction of the package's own imports, by top-level unit (a subpackage or a module of `sslsteal/`): utilities
 import nothing above them, specs no stage (not even for typing), stages neither orchestration nor dashboards,
-orchestration not the dashboards; `cli.py` may import anything."""
+orchestration not the dashboards, the HTTP API (served on Ray like a sweep) what orchestration may and orchestration
+itself; `cli.py` may import anything."""
 
 
 def imports_of(path: Path) -> set[str]:

@@ -14,8 +14,8 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, Field
 from ray import serve
 
-from sslsteal.api.codec import NPY, read_images, read_npy, write_npy
 from sslsteal.api.keys import Account, find_account
+from sslsteal.victim.codec import NPY, read_images, read_npy, write_npy
 from sslsteal.victim.errors import InvalidQuery, QueryBudgetExceeded, ServiceError, UnknownAccount
 
 logger = logging.getLogger("ray.serve")

@@ -274,7 +274,7 @@ def endpoint_query(remote: RemoteVictimSpec, head: bool = False) -> Embed:
     """The attacker's queries to an endpoint, with the key from `remote.api_key_env` (a ConfigError when unset)."""
     import os
 
-    from sslsteal.api.client import HttpVictim
+    from sslsteal.attacks.endpoint import HttpVictim
     from sslsteal.specs.base import ConfigError
 
     key = os.environ.get(remote.api_key_env)

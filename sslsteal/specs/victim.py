@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Discriminator, Field, Tag, field_validator
 
-from sslsteal.specs.base import StrictModel, parse, read_yaml
+from sslsteal.specs.base import StrictModel, apply_overrides, parse, read_yaml
 from sslsteal.specs.datasets import DataRefText
 from sslsteal.specs.defenses import defense_params
 from sslsteal.specs.encoders import EncoderName
@@ -131,10 +131,10 @@ VictimRef = Annotated[
 """A run's or a sweep's `victim`: a local victim (`LocalVictimRef`) or an HTTP endpoint (`RemoteVictimSpec`)."""
 
 
-def read_victim(path: Path) -> VictimSpec | ExternalVictimSpec:
-    """The victim a YAML file describes: an external encoder (its files found relative to the YAML's folder) or a
-    victim trained here; ConfigError lines `victim.<key>: ...`."""
-    data = read_yaml(path)
+def read_victim(path: Path, overrides: list[str] | None = None) -> VictimSpec | ExternalVictimSpec:
+    """The victim a YAML file describes (after `key=value` overrides): an external encoder (its files found relative
+    to the YAML's folder) or a victim trained here; ConfigError lines `victim.<key>: ...`."""
+    data = apply_overrides(read_yaml(path), overrides or [])
     if is_external(data):
         return parse(ExternalVictimSpec, data, str(path)).resolved(path.resolve().parent)
     return parse(VictimSpec, data, str(path))

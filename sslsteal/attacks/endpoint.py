@@ -1,4 +1,4 @@
-"""The attacker's side of an embedding API: `query(images) -> representations` over HTTP for one key. Each request
+"""The attacker's side of an HTTP embedding API (`sslsteal serve` or any endpoint speaking its /v1 routes): `query(images) -> representations` over HTTP for one key. Each request
 carries an Idempotency-Key, so retrying it (429, 5xx, a dropped connection) never charges twice; refusals raise the
 same errors as the victim actor's."""
 
@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sslsteal.api.codec import NPY, png_base64, read_npy, write_npy
+from sslsteal.victim.codec import NPY, png_base64, read_npy, write_npy
 from sslsteal.victim.errors import InvalidQuery, QueryBudgetExceeded, ServiceError
 
 RETRIED = (429, 500, 502, 503, 504)
