@@ -14,8 +14,9 @@ import yaml
 
 from sslsteal.cli import main
 from sslsteal.specs.base import load
+from sslsteal.specs.external import ExternalVictimSpec
 from sslsteal.specs.sweep import SweepPlan, plan_sweep
-from sslsteal.specs.victim import VictimSpec
+from sslsteal.specs.victim import VictimSpec, read_victim
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEPS = REPO / "sweeps"
@@ -39,6 +40,7 @@ EXPECTED_TRIALS = {
     "cpu/protocols.yaml": 18,
     "cpu/frontier.yaml": 105,
     "cpu/defense_matrix.yaml": 75,
+    "cpu/efficientnet.yaml": 6,
     "paper/methods.yaml": 3,
     "paper/losses.yaml": 10,
     "paper/queries.yaml": 21,
@@ -61,12 +63,12 @@ def _rel(path: Path) -> str:
     return path.relative_to(SWEEPS).as_posix()
 
 
-def _victim(plan: SweepPlan) -> tuple[Path, VictimSpec]:
+def _victim(plan: SweepPlan) -> tuple[Path, VictimSpec | ExternalVictimSpec]:
     ref = plan.spec.victim
     assert isinstance(ref, str), f"{plan.source}: victim should be a YAML path relative to the sweep file"
     path = Path(plan.source).parent / ref
     assert path.is_file(), f"{plan.source}: victim {ref} not found at {path}"
-    return path, load(VictimSpec, path)
+    return path, read_victim(path)
 
 
 def _trial_values(plan: SweepPlan, section: str) -> list[dict]:
@@ -105,8 +107,11 @@ def test_header_names_its_table_trial_count_and_command(path: Path) -> None:
 def test_cpu_sweeps_use_a_shipped_small_cnn_victim_on_one_cpu(path: Path) -> None:
     plan = plan_sweep(path)
     victim_path, victim = _victim(plan)
-    assert victim.encoder == "small_cnn"
-    assert (victim_path.parent / "checkpoints" / victim.key / "checkpoint.pt").is_file(), "CPU sweeps must not retrain their victim"
+    assert victim.encoder == "small_cnn"  # an external victim's: what the attacker's copy is built as
+    if isinstance(victim, ExternalVictimSpec):  # trained elsewhere: packaged, never retrained
+        assert victim.packaged is not None or all(Path(f).is_file() for f in (victim.torchscript, victim.weights) if f)
+    else:
+        assert (victim_path.parent / "checkpoints" / victim.key / "checkpoint.pt").is_file(), "CPU sweeps must not retrain their victim"
     res = plan.spec.run.resources_per_trial
     assert (res.cpu, res.gpu) == (1, 0)
     for attack in _trial_values(plan, "attack"):
