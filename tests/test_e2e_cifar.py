@@ -62,7 +62,7 @@ def test_ownership_honest_encoders_pass_a_stolen_copy_is_flagged(cifar_root: Pat
             "lr": 1.0e-3,
             "augment": "none",
         },  # the recipe this test was calibrated with (the default's smaller batch and larger lr train longer)
-        "evaluate": {"ownership": tests, "ownership_images": 500},
+        "evaluate": {"ownership": ["watermark", "distance"], "ownership_images": 500},  # all five: the verify runs below
         "data_root": str(cifar_root),
     }
     path = tmp_path / "run.yaml"

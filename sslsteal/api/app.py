@@ -21,6 +21,8 @@ from sslsteal.victim.errors import InvalidQuery, QueryBudgetExceeded, ServiceErr
 logger = logging.getLogger("ray.serve")
 KEY_HEADER = "X-API-Key"
 IMAGE_SIDE = 32
+ApiKey = Annotated[str | None, Depends(APIKeyHeader(name=KEY_HEADER, auto_error=False))]
+"""The caller's key from its header (checked by the route itself, so that a missing key gets our 401, not FastAPI's)."""
 MAX_IMAGE_BYTES = 16_384
 """Largest base64 image a JSON request may carry per image (a 32x32 PNG is about 3 KB)."""
 
@@ -142,7 +144,7 @@ class EmbeddingAPI:
         return {"status": "ok", "victim": self.config.victim, "representation_dim": info["rep_dim"], "max_batch": self.config.max_batch}
 
     @app.get("/v1/usage", response_model=Usage)
-    async def usage(self, key: Annotated[str | None, Depends(APIKeyHeader(name=KEY_HEADER, auto_error=False))]) -> Usage:
+    async def usage(self, key: ApiKey) -> Usage:
         """The caller's own account: budget, queries used, what is left."""
         account = self._account(key)
         try:
@@ -175,7 +177,7 @@ class EmbeddingAPI:
     async def embed(
         self,
         request: Request,
-        key: Annotated[str | None, Depends(APIKeyHeader(name=KEY_HEADER, auto_error=False))],
+        key: ApiKey,
         head: Annotated[bool, Query(description="projection-head outputs (a .npy request; JSON says it in its body)")] = False,
         idempotency_key: Annotated[str | None, Header(max_length=200, description="a retry with the same key is answered free")] = None,
     ) -> Response:
