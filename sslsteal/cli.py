@@ -121,6 +121,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     import os
+    import signal
     import time
     from pathlib import Path
 
@@ -151,6 +152,7 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"serving {served.victim} at {served.url}/v1/embed for {len(accounts)} account(s); API docs: {served.url}/docs; Ctrl-C stops")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"listening on {args.host}: put TLS in front of it (docs/service.md)")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a service manager's stop shuts Serve down like Ctrl-C
     try:
         while True:
             time.sleep(3600)
