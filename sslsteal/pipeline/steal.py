@@ -129,10 +129,9 @@ def evaluate_stolen(
     held_out = scored_images(spec.evaluate.fidelity_data or other_split(spec.attack.query_data), pool, spec.evaluate.fidelity_images, "fidelity", root)
     check_disjoint("fidelity images", held_out, stolen.queried)
     stolen_y = extract_features(stolen.encoder, held_out.images, device=device)
-    victim_y = extract_features(victim.encoder, held_out.images)
     metrics["eval.fidelity_images"] = float(len(held_out))
-    if stolen_y.shape == victim_y.shape:
-        metrics.update(fidelity(stolen_y, victim_y))
+    if stolen_y.shape[1] == victim.encoder.dim:  # other widths have no fidelity: skip the victim's (costly) pass
+        metrics.update(fidelity(stolen_y, extract_features(victim.encoder, held_out.images)))
     return metrics
 
 
