@@ -135,10 +135,9 @@ class EmbeddingAPI:
     @app.get("/v1/health")
     async def health(self) -> dict[str, Any]:
         """200 once the victim service answers; 503 while it starts or restarts."""
+        victim = self._victim()
         try:
-            info = await self._victim().info.remote()
-        except ProblemError:
-            raise
+            info = await victim.info.remote()
         except Exception as exc:  # the actor is not answering yet
             raise _refusal(exc) from None
         return {"status": "ok", "victim": self.config.victim, "representation_dim": info["rep_dim"], "max_batch": self.config.max_batch}
@@ -146,9 +145,9 @@ class EmbeddingAPI:
     @app.get("/v1/usage", response_model=Usage)
     async def usage(self, key: ApiKey) -> Usage:
         """The caller's own account: budget, queries used, what is left."""
-        account = self._account(key)
+        account, victim = self._account(key), self._victim()
         try:
-            stats = await self._victim().stats.remote(account.name)
+            stats = await victim.stats.remote(account.name)
         except Exception as exc:
             raise _refusal(exc) from None
         return Usage(
@@ -198,10 +197,9 @@ class EmbeddingAPI:
             raise ProblemError(415, f"content type {kind or 'none'!r}: send {NPY} or application/json")
         if images.ndim >= 1 and len(images) > self.config.max_batch:
             raise ProblemError(413, f"{len(images)} images exceed max_batch {self.config.max_batch}")
+        victim = self._victim()
         try:
-            answer: np.ndarray = await self._victim().embed.remote(images, account.name, head, None, idempotency_key)
-        except ProblemError:
-            raise
+            answer: np.ndarray = await victim.embed.remote(images, account.name, head, None, idempotency_key)
         except Exception as exc:
             raise _refusal(exc) from None
         if kind == NPY:

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from sslsteal.specs.base import ConfigError, StrictModel, load
+from sslsteal.specs.base import ConfigError, StrictModel, load, repeated
 from sslsteal.specs.defenses import defense_params
 
 
@@ -57,8 +57,7 @@ class KeysSpec(StrictModel):
     @field_validator("accounts")
     @classmethod
     def _distinct(cls, accounts: list[KeySpec]) -> list[KeySpec]:
-        names = [a.name for a in accounts]
-        twice = sorted({n for n in names if names.count(n) > 1})
+        twice = repeated([a.name for a in accounts])
         if twice:
             raise ValueError(f"account names must be distinct: {', '.join(twice)} appear twice")
         return accounts

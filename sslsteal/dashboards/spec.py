@@ -14,6 +14,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sslsteal.dashboards.fields import check_field
+from sslsteal.specs.base import repeated
 
 PAPER_FILE = "paper_values.yaml"
 RunKind = Literal["trial", "sweep", "victim", "optimize", "study", "any"]
@@ -193,10 +194,9 @@ class FindingsPanel(Strict):
     @field_validator("findings")
     @classmethod
     def _unique_ids(cls, v: list[Finding]) -> list[Finding]:
-        ids = [f.id for f in v]
-        repeated = sorted({i for i in ids if ids.count(i) > 1})
-        if repeated:
-            raise ValueError(f"finding ids must be unique; repeated: {', '.join(repeated)}")
+        twice = repeated([f.id for f in v])
+        if twice:
+            raise ValueError(f"finding ids must be unique; repeated: {', '.join(twice)}")
         return v
 
 

@@ -35,6 +35,14 @@ def query_pools(plan: SweepPlan) -> list[str]:
     return list(dict.fromkeys(plan.values("attack", "query_data") or [AttackSpec.model_fields["query_data"].default]))
 
 
+def _endpoint(plan: SweepPlan) -> Any:
+    """The HTTP endpoint the sweep's trials query (`victim: {url: ...}`, a RemoteVictimSpec), or None for the actor."""
+    from sslsteal.specs.victim import RemoteVictimSpec
+
+    victim = plan.spec.victim
+    return victim if isinstance(victim, RemoteVictimSpec) else None
+
+
 def _checkpoint(source: tuple[Any, Path | None]) -> Path:
     """A cached checkpoint, or one trained now on the cluster."""
     from sslsteal.orchestration.remote import train_on_cluster
@@ -74,7 +82,7 @@ class Driver:
         from sslsteal.pipeline.steal import victim_source
         from sslsteal.specs.base import ConfigError
         from sslsteal.specs.datasets import parse_ref
-        from sslsteal.specs.victim import RemoteVictimSpec, ServiceSpec
+        from sslsteal.specs.victim import ServiceSpec
         from sslsteal.victim.checkpoint import load_victim
         from sslsteal.victim.reference import find_references
 
@@ -92,7 +100,7 @@ class Driver:
         checkpoint = ray.put(victim_path.read_bytes())  # read and stored once: the actor and every trial load it from here
         # The actor imports torch and loads the victim while the driver does the rest of its set-up; a sweep over an
         # endpoint has none (its trials query the endpoint; the checkpoint only scores their copies).
-        endpoint = spec.victim if isinstance(spec.victim, RemoteVictimSpec) else None
+        endpoint = _endpoint(plan)
         handle = None if endpoint else create_service(checkpoint, service, name="victim", namespace=f"sslsteal-{spec.name}", wait=False)
         try:
             tracker = Tracker(tracking_uri or spec.tracking.uri)
@@ -115,7 +123,7 @@ class Driver:
                 "references": [ray.put(path.read_bytes()) for path in reference_paths],
                 "datasets": share_datasets(splits, spec.run.data_root),
             }
-            info = ray.get(handle.info.remote()) if handle is not None else {"endpoint": endpoint.url if endpoint else ""}  # construction errors surface here
+            info = ray.get(handle.info.remote()) if handle is not None else {}  # construction errors surface here
         except BaseException:
             if handle is not None:
                 ray.kill(handle, no_restart=True)
@@ -127,7 +135,6 @@ class Driver:
         from ray import tune
 
         from sslsteal.orchestration.batch_inference import trial_resources
-        from sslsteal.specs.victim import RemoteVictimSpec
 
         spec = self.plan.spec
         res = spec.run.resources_per_trial
@@ -140,7 +147,7 @@ class Driver:
             res.cpu,
             baselines=self.baselines,
             bulk=self.bulk,
-            endpoint=spec.victim if isinstance(spec.victim, RemoteVictimSpec) else None,
+            endpoint=_endpoint(self.plan),
             **self.shared,
         )
         return tune.with_resources(tune.with_parameters(trial, context=context), trial_resources(res, self.bulk))
@@ -148,8 +155,9 @@ class Driver:
     def placement(self) -> dict[str, str]:
         """Where the victim actor started (node id, GPU ids, torch device, process), or the endpoint the trials query,
         as MLflow tags for the parent run."""
-        if "endpoint" in self.info:
-            return {"sslsteal.endpoint": self.info["endpoint"]}
+        endpoint = _endpoint(self.plan)
+        if endpoint is not None:
+            return {"sslsteal.endpoint": endpoint.url}
         return {
             "sslsteal.victim_node_id": str(self.info["node_id"]),
             "sslsteal.victim_gpu_ids": ",".join(self.info["gpu_ids"]),

@@ -106,25 +106,25 @@ def trial(config: dict[str, Any], context: SweepContext) -> None:
     downstream = spec.evaluate.downstream or victim.spec.evaluate.downstream
     trial_id = tune.get_context().get_trial_id()
     head = spec.attack.method == "access_head"
-    if context.endpoint is None:
+    endpoint = context.endpoint
+    if endpoint is None:
         handle = ray.get_actor("victim", namespace=context.namespace)
         account = _open_account(handle, trial_id, spec.attack.queries, config["defense"])
     else:  # the key's one account on the endpoint; the attacker's own budget keeps the trial to its queries
-        handle, account = None, f"{context.endpoint.url} ({context.endpoint.api_key_env})"
+        handle, account = None, f"{endpoint.url} ({endpoint.api_key_env})"
     tracker = Tracker(context.tracking_uri)
     run_id = _open_run(tracker, config, spec, context, trial_id=trial_id, account=account)
     with _ending(tracker, run_id):
         epochs = _Epochs(tracker, run_id, device, _monitor_task(spec, downstream[0], context.data_root))
-        if handle is None:
-            assert context.endpoint is not None
-            query, knockoff = endpoint_query(context.endpoint, head), None
+        if endpoint is not None:
+            query, knockoff = endpoint_query(endpoint, head), None
         else:
             query = RemoteQuery(handle, account, head=head)
             knockoff = _knockoff_query(handle, f"{trial_id}-knockoff", spec, defense=config["defense"])
         stolen, metrics = _steal(spec, victim, query, context, device, epochs, knockoff)
         if spec.evaluate.save_encoder:
             _save_encoder(tracker, run_id, stolen, spec, victim.spec.key)
-        if handle is not None:
+        if endpoint is None:
             metrics |= _service_metrics(handle, account)
         if route is not None:  # embedded by Ray Data batch inference; the tag says where
             metrics["eval.bulk_images"] = float(route.images)

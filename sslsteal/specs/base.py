@@ -65,6 +65,11 @@ def errors_of(exc: ValidationError, prefix: str = "") -> list[str]:
     return lines
 
 
+def repeated(names: list[str]) -> list[str]:
+    """The names that appear more than once, sorted (for a list whose entries must be distinct)."""
+    return sorted({name for name in names if names.count(name) > 1})
+
+
 def options_of(model: type[M], options: Mapping[str, Any], unknown: Callable[[str, str], str], invalid: Callable[[str, str, Any], str]) -> M:
     """`options` validated by `model` (a method's or a loss's); ValueError with `unknown(key, accepted keys)` for a key
     the model lacks, else `invalid(key path, message, value)` for the first value it refuses."""
