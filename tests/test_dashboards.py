@@ -23,7 +23,7 @@ from conftest import REPO
 from headless_chromium import Browser, find_chromium
 from scipy import stats
 
-from sslsteal.dashboards import cli
+from sslsteal.dashboards import cli, svg
 from sslsteal.dashboards.fields import METRICS, RUN_ATTRIBUTES, check_field, field_label
 from sslsteal.dashboards.site import build_site
 from sslsteal.dashboards.spec import Dashboard, DefinitionError, Definitions, PaperValues, load_definitions
@@ -324,6 +324,17 @@ def test_line_plot_draws_means_bands_and_paper_points(tmp_path: Path) -> None:
     values = [r for t in page.tables if "plot-values" in t["attrs"].get("class", "") for r in t["rows"]]
     mse_500 = next(r for r in values if r["attrs"]["data-series"] == "mse" and r["attrs"]["data-x"] == "500.0")
     check_cell(mse_500["cells"][2], [5.0, 6.0, 7.0])
+
+
+def test_a_log_axis_draws_an_interval_that_reaches_below_zero_down_to_its_floor(tmp_path: Path) -> None:
+    """Three seeds' p-values (0.001, 0.002, 0.0035) have a t-interval whose lower end is negative: the bar reaches
+    the bottom of the log axis instead of failing the page."""
+    runs = [trial("exp", {"attack.queries": 1000, "attack.seed": s}, {"ownership.watermark.p_value": p}) for s, p in enumerate((0.001, 0.002, 0.0035))]
+    panel = {"kind": "line", "title": "p", "x": "params.attack.queries", "y": "ownership.watermark.p_value", "log_x": True, "log_y": True}
+    page = build(tmp_path, {"d": dashboard(panels=[panel])}, runs, {})["d"]
+    bars = [a for tag, a in page.svg if tag == "line" and "class" not in a and a.get("x1") == a.get("x2") and a.get("y1") != a.get("y2")]
+    bottoms = [float(a["y1"]) for a in bars]
+    assert bottoms and max(bottoms) == pytest.approx(svg.HEIGHT - svg.BOTTOM)  # the lower end sits on the x axis
 
 
 def test_scatter_points_are_group_means_on_both_axes(tmp_path: Path) -> None:
