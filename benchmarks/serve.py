@@ -37,7 +37,11 @@ def _measure(callers: list[Callable[[], None]], seconds: float) -> tuple[float, 
     start_line = threading.Barrier(len(callers) + 1)
 
     def loop(i: int) -> None:
-        callers[i]()  # warm-up: connection, first-call allocations
+        try:
+            callers[i]()  # warm-up: connection, first-call allocations
+        except BaseException:
+            start_line.abort()  # the others, and the main thread, stop waiting for this caller
+            raise
         start_line.wait()
         end = time.perf_counter() + seconds
         while time.perf_counter() < end:
@@ -48,7 +52,12 @@ def _measure(callers: list[Callable[[], None]], seconds: float) -> tuple[float, 
     threads = [threading.Thread(target=loop, args=(i,)) for i in range(len(callers))]
     for t in threads:
         t.start()
-    start_line.wait()
+    try:
+        start_line.wait()
+    except threading.BrokenBarrierError:
+        for t in threads:
+            t.join()
+        raise SystemExit("a client failed before measuring (its traceback is above)") from None
     began = time.perf_counter()
     for t in threads:
         t.join()
