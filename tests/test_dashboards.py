@@ -326,15 +326,18 @@ def test_line_plot_draws_means_bands_and_paper_points(tmp_path: Path) -> None:
     check_cell(mse_500["cells"][2], [5.0, 6.0, 7.0])
 
 
-def test_a_log_axis_draws_an_interval_that_reaches_below_zero_down_to_its_floor(tmp_path: Path) -> None:
-    """Three seeds' p-values (0.001, 0.002, 0.0035) have a t-interval whose lower end is negative: the bar reaches
-    the bottom of the log axis instead of failing the page."""
+def test_a_p_value_interval_is_cut_at_zero_and_a_log_axis_draws_it_down_to_its_floor(tmp_path: Path) -> None:
+    """Three seeds' p-values (0.001, 0.002, 0.0035) have a t-interval whose lower end is negative: the page shows
+    it cut at 0 (a p-value cannot be lower) and the bar reaches the bottom of the log axis instead of failing."""
     runs = [trial("exp", {"attack.queries": 1000, "attack.seed": s}, {"ownership.watermark.p_value": p}) for s, p in enumerate((0.001, 0.002, 0.0035))]
     panel = {"kind": "line", "title": "p", "x": "params.attack.queries", "y": "ownership.watermark.p_value", "log_x": True, "log_y": True}
     page = build(tmp_path, {"d": dashboard(panels=[panel])}, runs, {})["d"]
     bars = [a for tag, a in page.svg if tag == "line" and "class" not in a and a.get("x1") == a.get("x2") and a.get("y1") != a.get("y2")]
     bottoms = [float(a["y1"]) for a in bars]
     assert bottoms and max(bottoms) == pytest.approx(svg.HEIGHT - svg.BOTTOM)  # the lower end sits on the x axis
+    values = [r for t in page.tables if "plot-values" in t["attrs"].get("class", "") for r in t["rows"]]
+    (cell,) = [c for r in values for c in r["cells"] if "data-lo" in c["attrs"]]
+    assert interval([0.001, 0.002, 0.0035])[1] < 0 and float(cell["attrs"]["data-lo"]) == 0.0
 
 
 def test_scatter_points_are_group_means_on_both_axes(tmp_path: Path) -> None:

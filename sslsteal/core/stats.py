@@ -22,9 +22,10 @@ class Estimate:
     hi: float | None = None
 
 
-def mean_interval(values: Iterable[float], confidence: float = 0.95) -> Estimate | None:
-    """Mean of the non-NaN `values` with the two-sided Student-t interval of that mean (n - 1 degrees of freedom);
-    values that all agree give a zero-width interval; None when there are no values."""
+def mean_interval(values: Iterable[float], confidence: float = 0.95, bounds: tuple[float, float] | None = None) -> Estimate | None:
+    """Mean of the non-NaN `values` with the two-sided Student-t interval of that mean (n - 1 degrees of freedom),
+    cut to `bounds` when given (a p-value's interval never leaves [0, 1]); values that all agree give a zero-width
+    interval; None when there are no values."""
     from scipy import stats
 
     kept = [float(v) for v in values if not math.isnan(v)]
@@ -37,6 +38,8 @@ def mean_interval(values: Iterable[float], confidence: float = 0.95) -> Estimate
     if sem == 0:  # scipy's interval needs a positive scale; seeds that tie have no spread at all
         return Estimate(len(kept), mean, mean, mean)
     lo, hi = stats.t.interval(confidence, len(kept) - 1, loc=mean, scale=sem)
+    if bounds is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
     return Estimate(len(kept), mean, float(lo), float(hi))
 
 

@@ -253,6 +253,16 @@ def is_numeric(name: str) -> bool:
     return not name.startswith("run.") or name.removeprefix("run.") in NUMERIC_RUN_ATTRIBUTES
 
 
+PROBABILITY_KEYS = ("p_value", "p_chance", "victim_p", "stolen", "inconclusive")
+"""Ownership keys that are a probability or a 0/1 verdict: their means and intervals lie in [0, 1]."""
+
+
+def bounds(name: str) -> tuple[float, float] | None:
+    """The range a field's values can take, when it is narrower than the real line: [0, 1] for p-values and
+    verdicts (so a t-interval over few seeds is cut there); None otherwise."""
+    return (0.0, 1.0) if name.startswith("ownership.") and name.rsplit(".", 1)[-1] in PROBABILITY_KEYS else None
+
+
 def value(record: RunRecord, name: str) -> float | str | None:
     """The field's value on `record`: a float for metrics, a string for params and tags; None when absent."""
     if name.startswith("params."):

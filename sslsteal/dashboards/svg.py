@@ -71,7 +71,7 @@ class Scale:
         return math.isfinite(v) and (v > 0 or not self.log)
 
     def __call__(self, v: float) -> float:
-        # on a log axis a value <= 0 (a t-interval of p-values reaching below 0) sits on the axis' floor
+        # on a log axis a value <= 0 (a p-value interval reaching 0) sits on the axis' floor
         t = (math.log10(v) if v > 0 else self.lo) if self.log else v
         t = min(max(t, self.lo), self.hi)  # clip interval ends beyond the domain
         return self.start + (t - self.lo) / (self.hi - self.lo) * (self.end - self.start)
