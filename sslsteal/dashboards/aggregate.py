@@ -14,7 +14,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sslsteal.dashboards.fields import as_number, same_value, value
+from sslsteal.core.stats import Estimate, mean_interval
+from sslsteal.dashboards.fields import as_number, bounds, same_value, value
 from sslsteal.orchestration.records import RunRecord
 
 SEED = "attack.seed"
@@ -34,6 +35,11 @@ def numbers(records: Iterable[RunRecord], field: str) -> list[float]:
     """The field's numeric values over `records` (absent or non-numeric values left out)."""
     out = [as_number(value(r, field)) for r in records]
     return [v for v in out if v is not None]
+
+
+def estimate(records: Iterable[RunRecord], field: str, confidence: float) -> Estimate | None:
+    """The field's mean over `records` with its interval, kept within the field's range (`fields.bounds`)."""
+    return mean_interval(numbers(records, field), confidence, bounds(field))
 
 
 def select(records: Iterable[RunRecord], experiment: str, kind: str, statuses: Sequence[str], filters: Mapping[str, object]) -> list[RunRecord]:

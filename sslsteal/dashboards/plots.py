@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-from sslsteal.core.stats import Estimate, mean_interval
-from sslsteal.dashboards.aggregate import confounders, group, numbers
-from sslsteal.dashboards.fields import as_number, bounds, default_format, value
+from sslsteal.core.stats import Estimate
+from sslsteal.dashboards.aggregate import confounders, estimate, group
+from sslsteal.dashboards.fields import as_number, default_format, value
 from sslsteal.dashboards.paper import lookup
 from sslsteal.dashboards.render import Context, attrs, estimate_cell, estimate_text, note, table
 from sslsteal.dashboards.spec import LinePanel, ScatterPanel, Series
@@ -42,7 +42,7 @@ def line_curves(panel: LinePanel, records: Sequence[RunRecord], context: Context
             points, paper = [], []
             for at_x in group(by_series.records, [panel.x]):
                 x = as_number(value(at_x.records[0], panel.x))
-                est = mean_interval(numbers(at_x.records, spec.field), context.confidence, bounds(spec.field))
+                est = estimate(at_x.records, spec.field, context.confidence)
                 if x is None or est is None:
                     continue
                 tip = f"{series or context.label(spec.field)}, {context.label(panel.x)} = {x:g}: {estimate_text(est, fmt)} (n = {est.n})"
@@ -88,8 +88,8 @@ def scatter_panel(panel: ScatterPanel, records: Sequence[RunRecord], context: Co
     x_label, y_label = panel.x_label or context.label(panel.x), panel.y_label or context.label(panel.y)
     curves: dict[str, Curve] = {}
     for g in group(records, fields):
-        x = mean_interval(numbers(g.records, panel.x), context.confidence, bounds(panel.x))
-        y = mean_interval(numbers(g.records, panel.y), context.confidence, bounds(panel.y))
+        x = estimate(g.records, panel.x, context.confidence)
+        y = estimate(g.records, panel.y, context.confidence)
         if x is None or y is None:
             continue
         text = g.values[panel.label] if panel.label else ""

@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 
-from sslsteal.core.stats import Estimate, mean_interval
-from sslsteal.dashboards.aggregate import Group, group, label, numbers
-from sslsteal.dashboards.fields import bounds, default_format, expand, field_label, is_numeric, value
+from sslsteal.core.stats import Estimate
+from sslsteal.dashboards.aggregate import Group, estimate, group, label
+from sslsteal.dashboards.fields import default_format, expand, field_label, is_numeric, value
 from sslsteal.dashboards.paper import PaperValue, lookup
 from sslsteal.dashboards.spec import Dashboard, PaperTable, TablePanel
 from sslsteal.orchestration.records import RunRecord, StudyRecord
@@ -187,7 +187,7 @@ def _run_row(g: Group, row_fields: Sequence[str], columns: Sequence[ColumnPlan])
 def _group_cell(g: Group, column: ColumnPlan, context: Context) -> Cell:
     """A number column: mean [interval] and the paper's value; a label column (params, tags): its distinct values."""
     if is_numeric(column.field):
-        est = mean_interval(numbers(g.records, column.field), context.confidence, bounds(column.field))
+        est = estimate(g.records, column.field, context.confidence)
         return Cell(column.field, column.fmt, est, tuple(lookup(context.paper, g.records, column.field)))
     return Cell(column.field, column.fmt, labels=tuple(sorted({label(value(r, column.field)) for r in g.records})))
 
