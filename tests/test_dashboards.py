@@ -25,6 +25,7 @@ from scipy import stats
 
 from sslsteal.dashboards import cli, svg
 from sslsteal.dashboards.fields import METRICS, RUN_ATTRIBUTES, check_field, field_label
+from sslsteal.dashboards.markdown import experiments, regenerate
 from sslsteal.dashboards.site import build_site
 from sslsteal.dashboards.spec import Dashboard, DefinitionError, Definitions, PaperValues, load_definitions
 from sslsteal.orchestration.records import RunRecord
@@ -386,6 +387,34 @@ def test_a_section_may_merge_experiments_and_a_findings_panel_reads_every_experi
     (row,) = table["rows"]
     assert row["attrs"]["data-finding"] == "more-queries" and row["cells"][-1]["attrs"]["data-verdict"] == "held"
     assert row["cells"][4]["text"].startswith("85.00 [85.00, 85.00] (paired by seed)")
+
+
+def test_a_section_borrows_runs_of_the_same_configuration_and_seed_only_where_it_has_none(tmp_path: Path) -> None:
+    """Borrowed trials join their section where it has no finished run of that configuration and seed; other
+    configurations of the lending experiment, and its unfinished runs, stay out; the page and the Markdown say so."""
+    own = [trial("front", {"attack.method": "rda", "attack.queries": 500, "attack.seed": s}, {"acc.cifar10": 50.0 + s}) for s in (0, 1)]
+    own.append(trial("front", {"attack.method": "direct", "attack.queries": 500, "attack.seed": 0}, {"acc.cifar10": 40.0}))
+    lent = [trial("table7", {"attack.method": "direct", "attack.queries": 500, "attack.seed": s}, {"acc.cifar10": 60.0 + s}) for s in (0, 1, 2)]
+    lent.append(trial("table7", {"attack.method": "direct", "attack.queries": 500, "attack.seed": 3}, {"acc.cifar10": 99.0}, status="FAILED"))
+    lent.append(trial("table7", {"attack.method": "recreate_head", "attack.queries": 500, "attack.seed": 0}, {"acc.cifar10": 99.0}))
+    panel = {"kind": "table", "title": "t", "rows": ["params.attack.method"], "columns": ["acc.cifar10"]}
+    borrow = {"front": [{"experiment": "table7", "filters": {"params.attack.method": "direct"}}]}
+    board = dashboard(experiments=["front"], panels=[panel], borrow=borrow)
+    page = build(tmp_path, {"d": board}, own + lent)["d"]
+    (found,) = page.data_tables()
+    rows = {json.loads(r["attrs"]["data-group"])["params.attack.method"]: r["cells"] for r in found["rows"]}
+    assert set(rows) == {"direct", "rda"}  # the lender's recreate_head run is not borrowed
+    check_cell(rows["direct"][-1], [40.0, 61.0, 62.0])  # seed 0: the section's own run; seeds 1, 2 borrowed
+    assert rows["direct"][2]["text"] == "0, 1, 2"
+    assert "plus 2 finished trials borrowed with the same configuration and seed: 2 from table7" in page.all_text
+    assert "3 runs in the experiment" in page.all_text
+    definitions = Definitions({"d": board}, PaperValues.model_validate({"source": "test"}))
+    doc = "<!-- sslsteal:table dashboard=d panel=0 experiment=front -->\n<!-- sslsteal:end -->\n"
+    assert experiments(definitions, doc) == ["front", "table7"]
+    assert "2 of these 5 runs are borrowed from table7 (same configuration and seed)." in regenerate(doc, definitions, own + lent)
+    assert definitions.for_experiments(["other"]).dashboards["d"].borrow == {}
+    with pytest.raises(ValueError, match="borrow: 'elsewhere' is not one of this dashboard's experiments"):
+        dashboard(experiments=["front"], panels=[panel], borrow={"elsewhere": borrow["front"]})
 
 
 def test_empty_and_partial_experiments_say_so(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from sslsteal.core.stats import Estimate, mean_interval
 from sslsteal.dashboards.fields import as_number, bounds, same_value, value
+from sslsteal.dashboards.spec import Borrow, members
 from sslsteal.orchestration.records import RunRecord
 
 SEED = "attack.seed"
@@ -23,12 +24,6 @@ CONFIG_SECTIONS = ("attack.", "evaluate.", "defense.")
 """Param prefixes of a trial's resolved configuration (its sweep's searchable sections)."""
 NEUTRAL = ("evaluate.save_encoder", "evaluate.monitor_images")
 """Configuration params that change no metric (an artifact saved, a per-epoch monitor): never a confounder."""
-
-
-def members(section: str) -> list[str]:
-    """The experiments a page section shows: `a+b` merges experiments `a` and `b` into one section (e.g. budgets
-    measured by two sweep files drawn as one curve)."""
-    return section.split("+")
 
 
 def numbers(records: Iterable[RunRecord], field: str) -> list[float]:
@@ -42,17 +37,31 @@ def estimate(records: Iterable[RunRecord], field: str, confidence: float) -> Est
     return mean_interval(numbers(records, field), confidence, bounds(field))
 
 
-def select(records: Iterable[RunRecord], experiment: str, kind: str, statuses: Sequence[str], filters: Mapping[str, object]) -> list[RunRecord]:
-    """Runs of `experiment` (or of each experiment of an `a+b` section) of `kind` (`any`: every kind) in one of `statuses`, matching every filter (a value or a
-    list of allowed values)."""
+def configuration(record: RunRecord) -> tuple[tuple[str, str], ...]:
+    """The run's resolved configuration with its seed (every config param but the `NEUTRAL` ones): what makes two
+    runs the same cell."""
+    return tuple(sorted((k, v) for k, v in record.params.items() if k.startswith(CONFIG_SECTIONS) and k not in NEUTRAL))
 
-    names = members(experiment)
 
-    def keep(r: RunRecord) -> bool:
-        in_scope = r.experiment in names and (kind == "any" or r.kind == kind) and r.status in statuses
-        return in_scope and matches(r, filters)
+def section_runs(records: Iterable[RunRecord], section: str, borrowed: Sequence[Borrow] = ()) -> list[RunRecord]:
+    """The runs of a page section: those of its experiments (each experiment of an `a+b` section), then the finished
+    trials it borrows (`spec.Borrow`) whose configuration and seed none of its own finished trials has."""
+    records = list(records)
+    own = [r for r in records if r.experiment in members(section)]
+    taken = {configuration(r) for r in own if r.kind == "trial" and r.status == "FINISHED"}
+    extra: dict[str, RunRecord] = {}
+    for b in borrowed:
+        for r in records:
+            lent = r.experiment == b.experiment and r.kind == "trial" and r.status == "FINISHED" and matches(r, b.filters)
+            if lent and configuration(r) not in taken:
+                extra[r.run_id] = r
+    return own + list(extra.values())
 
-    return [r for r in records if keep(r)]
+
+def select(runs: Iterable[RunRecord], kind: str, statuses: Sequence[str], filters: Mapping[str, object]) -> list[RunRecord]:
+    """The runs (of one section: `section_runs`) of `kind` (`any`: every kind) in one of `statuses`, matching every
+    filter (a value or a list of allowed values)."""
+    return [r for r in runs if (kind == "any" or r.kind == kind) and r.status in statuses and matches(r, filters)]
 
 
 def matches(record: RunRecord, conditions: Mapping[str, object]) -> bool:

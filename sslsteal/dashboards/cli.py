@@ -68,7 +68,6 @@ def run(args: argparse.Namespace) -> int:
     except DefinitionError as exc:
         print(exc, file=sys.stderr)
         return USAGE_ERROR
-    from sslsteal.dashboards.aggregate import members
     from sslsteal.dashboards.site import build_site
     from sslsteal.orchestration import run_records
     from sslsteal.orchestration.tracking import default_tracking_uri
@@ -83,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"--experiment: unknown experiment '{unknown[0]}' in {masked(uri)}; known: {', '.join(sorted(known)) or 'none'}", file=sys.stderr)
             return USAGE_ERROR
         definitions = definitions.for_experiments(args.experiment)
-    names = [name for d in definitions.dashboards.values() for section in d.experiments for name in members(section)]
+    names = [name for d in definitions.dashboards.values() for section in d.experiments for name in d.sources(section)]
     records = run_records.fetch_records(uri, names)
     studies = run_records.read_studies(records, args.optuna_storage, beside=uri)
     paths = build_site(definitions, records, args.out, studies, source=shown(uri))

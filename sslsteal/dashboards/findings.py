@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sslsteal.core.stats import Estimate, difference_interval, mean_interval
-from sslsteal.dashboards.aggregate import SEED, select
+from sslsteal.dashboards.aggregate import SEED, section_runs, select
 from sslsteal.dashboards.fields import as_number, value
 from sslsteal.dashboards.render import estimate_text
 from sslsteal.dashboards.spec import Finding, FindingCell
@@ -62,7 +62,7 @@ def side(cell: FindingCell, finding: Finding, records: Sequence[RunRecord]) -> S
     gives one value per seed)."""
     metric = cell.metric or finding.metric
     minus = cell.minus if cell.metric else (cell.minus or finding.minus)
-    runs = select(records, cell.experiment, "trial", ["FINISHED"], cell.filters)
+    runs = select(section_runs(records, cell.experiment), "trial", ["FINISHED"], cell.filters)
     by_seed: dict[str, list[float]] = {}
     for r in runs:
         v = _run_value(r, metric, minus)

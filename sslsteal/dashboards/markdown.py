@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sslsteal.dashboards.aggregate import members, select
+from sslsteal.dashboards.aggregate import members, section_runs, select
 from sslsteal.dashboards.fields import as_number, value
 from sslsteal.dashboards.findings import FINDINGS_HEADER, findings_rows, measure
 from sslsteal.dashboards.render import Context, TableData, studies_rows, table_data
@@ -73,11 +73,11 @@ def experiments(definitions: Definitions, text: str) -> list[str]:
         if block.kind == "studies":
             names += members(block.arg("experiment"))
             continue
-        _, panel = _panel(definitions, block)
+        dashboard, panel = _panel(definitions, block)
         if isinstance(panel, FindingsPanel):
             names += [name for f in panel.findings for c in (f.a, f.b) if c is not None for name in members(c.experiment)]
         else:
-            names += members(block.arg("experiment"))
+            names += dashboard.sources(block.arg("experiment"))
     return list(dict.fromkeys(names))
 
 
@@ -107,11 +107,14 @@ def _table_block(definitions: Definitions, block: Block, records: Sequence[RunRe
     if not isinstance(panel, TablePanel):
         raise BlockError(f"sslsteal:table block: panel {block.arg('panel')} of '{block.arg('dashboard')}' is not a table")
     experiment = block.arg("experiment")
-    used = select(records, experiment, *dashboard.selection(panel))
+    used = select(section_runs(records, experiment, dashboard.borrow.get(experiment, [])), *dashboard.selection(panel))
     if not used:
         return f"No finished runs of {experiment} yet.\n"
     context = Context.of(dashboard, definitions.paper.tables)
-    return table_markdown(table_data(panel, used, context))
+    borrowed = sorted({r.experiment for r in used if r.experiment not in members(experiment)})
+    lent = sum(r.experiment not in members(experiment) for r in used)
+    where = f"\n{lent} of these {len(used)} runs are borrowed from {', '.join(borrowed)} (same configuration and seed).\n" if borrowed else ""
+    return table_markdown(table_data(panel, used, context)) + where
 
 
 def _findings_block(definitions: Definitions, block: Block, records: Sequence[RunRecord]) -> str:

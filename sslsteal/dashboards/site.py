@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 
-from sslsteal.dashboards.aggregate import Progress, members, progress, select
+from sslsteal.dashboards.aggregate import Progress, members, progress, section_runs, select
 from sslsteal.dashboards.findings import FINDINGS_HEADER, findings_rows, measure
 from sslsteal.dashboards.plots import line_panel, scatter_panel, studies_plot
 from sslsteal.dashboards.render import Context, importances_table, note, studies_table, table, table_panel
@@ -61,7 +61,8 @@ def _panel(
     studies: Sequence[StudyRecord] | None,
     context: Context,
 ) -> str:
-    """One panel of one experiment: its title, the runs it used, and its table, plot or studies."""
+    """One panel of one experiment section (`records`: the section's runs): its title, the runs it used, and its
+    table, plot or studies."""
     if isinstance(panel, StudiesPanel):
         found = sorted((s for s in studies or [] if s["experiment"] in members(experiment)), key=lambda s: (s["budget"] is None, s["budget"] or 0, s["name"]))
         body = (
@@ -71,7 +72,7 @@ def _panel(
         )
         return f'<div class="panel"><h3>{escape(panel.title)}</h3>{body}</div>'
     kind, statuses, filters = dashboard.selection(panel)
-    used = select(records, experiment, kind, statuses, filters)
+    used = select(records, kind, statuses, filters)
     text = _selection_text(len(used), kind, statuses, filters, context)
     head = f'<div class="panel" data-kind="{panel.kind}"><h3>{escape(panel.title)}</h3><p class="selection">{escape(text)}</p>'
     if not used:
@@ -91,6 +92,15 @@ def _findings(panel: FindingsPanel, records: Sequence[RunRecord]) -> str:
         verdict = f'<td class="verdict {o.verdict.replace(" ", "-")}" data-verdict="{escape(o.verdict)}">{escape(o.verdict)}</td>'
         rows.append(f'<tr data-finding="{escape(o.finding.id)}">{shown}{verdict}</tr>')
     return f'<div class="panel" data-kind="findings"><h2>{escape(panel.title)}</h2>{table(FINDINGS_HEADER, rows, {"class": "data findings"})}</div>'
+
+
+def _borrowed_note(borrowed: Sequence[RunRecord]) -> str:
+    """Where a section's borrowed trials come from: how many of each experiment (same configuration and seed)."""
+    counts: dict[str, int] = {}
+    for r in borrowed:
+        counts[r.experiment] = counts.get(r.experiment, 0) + 1
+    where = ", ".join(f"{n} from {name}" for name, n in counts.items())
+    return note(f"plus {len(borrowed)} finished trials borrowed with the same configuration and seed: {where}", "borrowed")
 
 
 def _progress_html(p: Progress) -> str:
@@ -131,14 +141,16 @@ def dashboard_page(
     body += [note(dashboard.description, "description")] if dashboard.description else []
     body += [_findings(p, records) for p in dashboard.panels if isinstance(p, FindingsPanel)]
     for experiment in dashboard.experiments:
-        runs = [r for r in records if r.experiment in members(experiment)]
+        runs = section_runs(records, experiment, dashboard.borrow.get(experiment, []))
+        own = [r for r in runs if r.experiment in members(experiment)]
         body.append(f'<section class="experiment" data-experiment="{escape(experiment)}"><h2>experiment {escape(experiment)}</h2>')
         if not runs:
             body.append('<p class="progress partial">no runs yet</p></section>')
             continue
-        body.append(_progress_html(progress(runs, experiment)))
-        kinds = sorted({r.kind or "other" for r in runs})
-        body.append(note(f"{len(runs)} runs in the experiment: " + ", ".join(f"{sum((r.kind or 'other') == k for r in runs)} {k}" for k in kinds)))
+        body.append(_progress_html(progress(own, experiment)))
+        kinds = sorted({r.kind or "other" for r in own})
+        body.append(note(f"{len(own)} runs in the experiment: " + ", ".join(f"{sum((r.kind or 'other') == k for r in own)} {k}" for k in kinds)))
+        body += [_borrowed_note(runs[len(own) :])] if len(runs) > len(own) else []
         body += [_panel(panel, dashboard, experiment, runs, studies, context) for panel in dashboard.panels if not isinstance(panel, FindingsPanel)]
         body.append("</section>")
     body.append(_paper_section(dashboard.paper, context))

@@ -204,6 +204,21 @@ Panel = Annotated[TablePanel | LinePanel | ScatterPanel | StudiesPanel | Finding
 PANEL_KINDS = ("table", "line", "scatter", "studies", "findings")
 
 
+def members(section: str) -> list[str]:
+    """The experiments a page section shows: `a+b` merges experiments `a` and `b` into one section (e.g. budgets
+    measured by two sweep files drawn as one curve)."""
+    return section.split("+")
+
+
+class Borrow(Strict):
+    """Finished trials of another experiment that stand for cells of a section: runs with the configuration and seed
+    the section's own sweep would run (e.g. measured by an earlier sweep of the same commit), read instead of run
+    again. A borrowed run is left out where the section has its own finished run of that configuration and seed."""
+
+    experiment: str
+    filters: dict[FieldName, Scalar | list[Scalar]] = Field(min_length=1)
+
+
 class Dashboard(Strict):
     """One page: its experiments (one section each), which runs it uses, its panels and the paper tables beside it."""
 
@@ -218,6 +233,19 @@ class Dashboard(Strict):
     paper: list[str] = []
     labels: dict[TemplateFieldName, str] = {}
     """Field -> how this page names it, over the vocabulary's label (`fields.field_label`)."""
+    borrow: dict[str, list[Borrow]] = {}
+    """Section -> runs of other experiments that join it (`Borrow`)."""
+
+    @model_validator(mode="after")
+    def _borrow_into_sections(self) -> Dashboard:
+        unknown = [name for name in self.borrow if name not in self.experiments]
+        if unknown:
+            raise ValueError(f"borrow: '{unknown[0]}' is not one of this dashboard's experiments ({', '.join(self.experiments)})")
+        return self
+
+    def sources(self, section: str) -> list[str]:
+        """Every experiment whose runs a section reads: its members and the experiments it borrows from."""
+        return [*members(section), *(b.experiment for b in self.borrow.get(section, []))]
 
     def selection(self, panel: Selection) -> tuple[RunKind, list[Status], dict[str, Scalar | list[Scalar]]]:
         """The runs a panel uses: (kind, statuses, filters), the panel's own settings over the dashboard's."""
@@ -259,7 +287,13 @@ class Definitions:
 
     def for_experiments(self, names: list[str]) -> Definitions:
         """The same dashboards, each built from `names` instead of the experiments its file names."""
-        return Definitions({slug: d.model_copy(update={"experiments": list(names)}) for slug, d in self.dashboards.items()}, self.paper)
+        return Definitions(
+            {
+                slug: d.model_copy(update={"experiments": list(names), "borrow": {k: v for k, v in d.borrow.items() if k in names}})
+                for slug, d in self.dashboards.items()
+            },
+            self.paper,
+        )
 
 
 def _key_path(loc: tuple[int | str, ...], raw: Any) -> str:
