@@ -143,6 +143,7 @@ def dashboard_page(
     for experiment in dashboard.experiments:
         runs = section_runs(records, experiment, dashboard.borrow.get(experiment, []))
         own = [r for r in runs if r.experiment in members(experiment)]
+        borrowed = [r for r in runs if r.experiment not in members(experiment)]
         body.append(f'<section class="experiment" data-experiment="{escape(experiment)}"><h2>experiment {escape(experiment)}</h2>')
         if not runs:
             body.append('<p class="progress partial">no runs yet</p></section>')
@@ -150,7 +151,7 @@ def dashboard_page(
         body.append(_progress_html(progress(own, experiment)))
         kinds = sorted({r.kind or "other" for r in own})
         body.append(note(f"{len(own)} runs in the experiment: " + ", ".join(f"{sum((r.kind or 'other') == k for r in own)} {k}" for k in kinds)))
-        body += [_borrowed_note(runs[len(own) :])] if len(runs) > len(own) else []
+        body += [_borrowed_note(borrowed)] if borrowed else []
         body += [_panel(panel, dashboard, experiment, runs, studies, context) for panel in dashboard.panels if not isinstance(panel, FindingsPanel)]
         body.append("</section>")
     body.append(_paper_section(dashboard.paper, context))
