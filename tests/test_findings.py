@@ -211,7 +211,7 @@ def test_blocks_are_rewritten_in_place_and_the_prose_stays() -> None:
         "| A beats B | 1 vs 0 | mse: 61.00 [58.52, 63.48] (3 seeds) | other: 51.00 [48.52, 53.48] (3 seeds) | 10.00 [10.00, 10.00] (paired by seed) | **held** |"
         in new
     )
-    assert "| e | 3 | 0 | abcdef1 | 2.00 | 3.00 |" in new and "| f | 3 | 0 | abcdef1 | 0.00 | 1.50 |" in new
+    assert "| e | 3 | 0 | abcdef1 | 1.00 | 3.00 |" in new and "| f | 3 | 0 | abcdef1 | 0.50 | 1.50 |" in new  # three trials at once
     assert regenerate(new, definitions(), block_runs()) == new  # nothing depends on when it was built
     assert experiments(definitions(), DOC) == ["e", "f"]
 
@@ -219,6 +219,18 @@ def test_blocks_are_rewritten_in_place_and_the_prose_stays() -> None:
 def test_cpu_hours_count_each_trials_reserved_cpus() -> None:
     two = RunRecord("r", "e", "FINISHED", {}, {}, {"sslsteal.kind": "trial", "sslsteal.trial_cpus": "2"}, T0, T0 + timedelta(hours=1))
     assert cost_rows([two], ["e"])[0][-1] == "2.00"
+
+
+def test_wall_hours_count_the_time_some_trial_ran_not_the_gap_between_sessions() -> None:
+    """Two overlapping trials (0-1 h, 0.5-1.5 h) and, a day later, a resumed one (25-26 h): 2.5 wall hours, 3 CPU-hours,
+    though the sweep's parent run stays open for 26 hours."""
+    spans = [(0.0, 1.0), (0.5, 1.5), (25.0, 26.0)]
+    trials = [
+        RunRecord(f"t{i}", "e", "FINISHED", {}, {}, {"sslsteal.kind": "trial"}, T0 + timedelta(hours=a), T0 + timedelta(hours=b))
+        for i, (a, b) in enumerate(spans)
+    ]
+    parent = RunRecord("sweep", "e", "FINISHED", {}, {}, {"sslsteal.kind": "sweep"}, T0, T0 + timedelta(hours=26))
+    assert cost_rows([*trials, parent], ["e"])[0][-2:] == ["2.50", "3.00"]
 
 
 def test_bad_markers_are_named() -> None:

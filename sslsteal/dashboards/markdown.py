@@ -130,20 +130,30 @@ def _hours(seconds: float) -> str:
 
 
 def cost_rows(records: Sequence[RunRecord], names: Sequence[str]) -> list[list[str]]:
-    """Per experiment: finished and failed trials, the commits that made them, the wall time of its sweep and optimize
-    runs and the CPU-hours of its trials (each trial's wall time times the CPUs it reserved, `sslsteal.trial_cpus`)."""
+    """Per experiment: finished and failed trials, the commits that made them, its wall time (`busy_seconds`) and the
+    CPU-hours of its trials (each trial's wall time times the CPUs it reserved, `sslsteal.trial_cpus`)."""
     rows = []
     for name in names:
-        runs = [r for r in records if r.experiment == name]
-        trials = [r for r in runs if r.kind == "trial"]
-        parents = [r for r in runs if r.kind in ("sweep", "optimize")]
+        trials = [r for r in records if r.experiment == name and r.kind == "trial"]
         finished = sum(r.status == "FINISHED" for r in trials)
         failed = sum(r.status == "FAILED" for r in trials)
         commits = sorted({r.tags[GIT_COMMIT][:7] for r in trials if GIT_COMMIT in r.tags}) or ["—"]
-        wall = sum(_duration(r) for r in parents)
         cpu = sum(_duration(r) * float(r.tags.get("sslsteal.trial_cpus", "1")) for r in trials)
-        rows.append([name, str(finished), str(failed), ", ".join(commits), _hours(wall), _hours(cpu)])
+        rows.append([name, str(finished), str(failed), ", ".join(commits), _hours(busy_seconds(trials)), _hours(cpu)])
     return rows
+
+
+def busy_seconds(trials: Sequence[RunRecord]) -> float:
+    """Seconds during which at least one of the trials ran: an experiment's wall time without the hours between
+    sessions that a resumed sweep or study spans (its parent run stays open across them) and without start-up."""
+    spans = sorted((r.start_time, r.end_time) for r in trials if r.start_time is not None and r.end_time is not None)
+    total, reach = 0.0, None
+    for start, end in spans:
+        if reach is None or start > reach:
+            total, reach = total + (end - start).total_seconds(), end
+        elif end > reach:
+            total, reach = total + (end - reach).total_seconds(), end
+    return total
 
 
 def _duration(record: RunRecord) -> float:
