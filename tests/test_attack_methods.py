@@ -30,6 +30,7 @@ TEMPLATE_OPTIONS: dict[str, dict] = {
     "contsteal": {"method_params": {"views": 3}},
     "rda": {"method_params": {"prototype_views": 3, "train_views": 2}},
     "coverage": {"method_params": {"candidates": 3}},
+    "consistency": {"method_params": {"unlabeled": 2}},
 }
 """Per method, what it needs beyond the template's spec to run small (a method absent here runs with its defaults)."""
 
@@ -142,6 +143,7 @@ def test_rda_loss_is_contrast_plus_align_and_prototypes_are_mean_unit_answers() 
         ({"method": "direct", "method_params": {"prototype_views": 10}}, r"method_params\.prototype_views: method direct has no option"),
         ({"method": "rda", "method_params": {"prototype_views": 0}}, r"method_params\.prototype_views: must be greater than or equal to 1"),
         ({"method": "contsteal", "method_params": {"views": 0}}, r"method_params\.views: must be greater than or equal to 1"),
+        ({"method": "consistency", "method_params": {"decay": 1.0}}, r"method_params\.decay: must be less than 1"),
         ({"method": "rda", "queries": 15}, r"queries: 15 queries buy 1 image \(method rda needs 2\) at 10 answers each \(method_params\.prototype_views\)"),
         ({"method": "contsteal", "queries": 5}, r"queries: 5 queries buy no image at 10 answers each \(method_params\.views\)"),
         ({"method": "stolenencoder", "loss": "mse"}, "loss: method stolenencoder trains with its own objective"),
@@ -180,3 +182,34 @@ def test_coverage_queries_only_the_images_it_chose() -> None:
     stolen = steal(spec, lambda x: sent.append(x) or victim(x), images, encoder_name="small_cnn")
     asked = torch.cat(sent)
     assert len(asked) == spec.images_needed == stolen.source_images and len({tuple(x.flatten()[:64].tolist()) for x in asked}) == len(asked)
+
+
+def test_consistency_term_is_one_minus_cosine_and_the_teacher_an_ema_of_the_student() -> None:
+    from sslsteal.attacks.consistency import consistency_loss, ema_update, frozen_copy
+
+    g = torch.Generator().manual_seed(3)
+    student, teacher = torch.randn(4, 5, generator=g), torch.randn(4, 5, generator=g)
+    by_hand = sum(1 - float(student[i] @ teacher[i]) / float(student[i].norm() * teacher[i].norm()) for i in range(4)) / 4
+    assert consistency_loss(student, teacher).item() == pytest.approx(by_hand, rel=1e-5)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    twin = frozen_copy(net)
+    assert not any(p.requires_grad for p in twin.parameters()) and not twin.training
+    before = twin[0].weight.clone()
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+    net(torch.randn(8, 3, generator=g))  # moves the batch-norm statistics
+    ema_update(twin, net, 0.9)
+    assert torch.allclose(twin[0].weight, 0.9 * before + 0.1 * net[0].weight)
+    assert torch.equal(twin[1].running_mean, net[1].running_mean)
+
+
+def test_consistency_queries_only_the_images_it_paid_for() -> None:
+    spec = template_spec("consistency")
+    images = images_for(spec)
+    assert len(images) == 3 * spec.images_needed  # one query image and two free ones each
+    sent: list[torch.Tensor] = []
+    victim = linear_victim()
+    stolen = steal(spec, lambda x: sent.append(x) or victim(x), images, encoder_name="small_cnn")
+    asked = {tuple(x.flatten()[:64].tolist()) for x in torch.cat(sent)}
+    assert len(torch.cat(sent)) == len(asked) == spec.images_needed == stolen.source_images
+    assert len(asked & {tuple(x.flatten()[:64].tolist()) for x in images}) == spec.images_needed  # the rest never sent

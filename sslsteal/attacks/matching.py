@@ -86,9 +86,19 @@ def fit(
     return history
 
 
-def match_answers(ctx: AttackContext, paid: Answers, encoder: Encoder, *, head: nn.Module | None, frozen_head: bool, dim: int) -> StolenModel:
+def match_answers(
+    ctx: AttackContext,
+    paid: Answers,
+    encoder: Encoder,
+    *,
+    head: nn.Module | None,
+    frozen_head: bool,
+    dim: int,
+    extra: Callable[[], torch.Tensor] | None = None,
+) -> StolenModel:
     """Train `encoder` (then `head`, trained unless `frozen_head`) so its outputs match the answers under the spec's
-    loss (of width `dim`); a frozen head also maps the answers, as Algorithm 2 compares both through it."""
+    loss (of width `dim`); a frozen head also maps the answers, as Algorithm 2 compares both through it. `extra()`:
+    a term added to every step's loss (the consistency attack's)."""
     from sslsteal.losses import make_loss
     from sslsteal.specs.losses import LOSSES
 
@@ -113,7 +123,8 @@ def match_answers(ctx: AttackContext, paid: Answers, encoder: Encoder, *, head: 
         if head is not None:
             out = head(out)
         kwargs = {"labels": sent_labels[idx].to(device)} if needs_labels and sent_labels is not None else {}
-        return loss_fn(out, targets[idx.to(device)], **kwargs)
+        loss = loss_fn(out, targets[idx.to(device)], **kwargs)
+        return loss if extra is None else loss + extra()
 
     history = fit(ctx, encoder, trainable, step, len(paid.sent))
     return StolenModel(encoder, head, paid.queries_used, history)

@@ -132,3 +132,19 @@ class Coverage(MethodParams):
 
     def images_drawn(self, needed: int) -> int:
         return needed * self.candidates
+
+
+@METHODS.register("consistency")
+class Consistency(MethodParams):
+    description = (
+        "ours: direct extraction plus a mean-teacher consistency term on `unlabeled` pool images per query image that "
+        "are never queried: the copy's output on one view is pulled to an EMA copy's output on another"
+    )
+
+    unlabeled: int = Field(16, ge=1, description="never-queried pool images drawn per query image (capped by the pool); they cost no query")
+    weight: float = Field(1.0, ge=0, allow_inf_nan=False, description="weight of the consistency term beside the stealing loss")
+    decay: float = Field(0.99, ge=0, lt=1, allow_inf_nan=False, description="EMA decay of the teacher copy per optimizer step")
+    augment: Literal["weak", "simclr"] = Field("simclr", description="views of the unqueried images (simclr: the victim's own kind of invariance)")
+
+    def images_drawn(self, needed: int) -> int:
+        return needed * (1 + self.unlabeled)
