@@ -11,6 +11,7 @@ gives no interval.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -56,6 +57,12 @@ def section_runs(records: Iterable[RunRecord], section: str, borrowed: Sequence[
             if lent and configuration(r) not in taken:
                 extra[r.run_id] = r
     return own + list(extra.values())
+
+
+def lenders(runs: Iterable[RunRecord], section: str) -> Counter[str]:
+    """How many of a section's runs (`section_runs`) each experiment outside it lent, in the order first met."""
+    names = members(section)
+    return Counter(r.experiment for r in runs if r.experiment not in names)
 
 
 def select(runs: Iterable[RunRecord], kind: str, statuses: Sequence[str], filters: Mapping[str, object]) -> list[RunRecord]:

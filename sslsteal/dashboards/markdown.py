@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sslsteal.dashboards.aggregate import members, section_runs, select
+from sslsteal.dashboards.aggregate import lenders, members, section_runs, select
 from sslsteal.dashboards.fields import as_number, value
 from sslsteal.dashboards.findings import FINDINGS_HEADER, findings_rows, measure
 from sslsteal.dashboards.render import Context, TableData, studies_rows, table_data
@@ -107,13 +107,12 @@ def _table_block(definitions: Definitions, block: Block, records: Sequence[RunRe
     if not isinstance(panel, TablePanel):
         raise BlockError(f"sslsteal:table block: panel {block.arg('panel')} of '{block.arg('dashboard')}' is not a table")
     experiment = block.arg("experiment")
-    used = select(section_runs(records, experiment, dashboard.borrow.get(experiment, [])), *dashboard.selection(panel))
+    used = select(section_runs(records, experiment, dashboard.borrowed(experiment)), *dashboard.selection(panel))
     if not used:
         return f"No finished runs of {experiment} yet.\n"
     context = Context.of(dashboard, definitions.paper.tables)
-    borrowed = sorted({r.experiment for r in used if r.experiment not in members(experiment)})
-    lent = sum(r.experiment not in members(experiment) for r in used)
-    where = f"\n{lent} of these {len(used)} runs are borrowed from {', '.join(borrowed)} (same configuration and seed).\n" if borrowed else ""
+    lent = lenders(used, experiment)
+    where = f"\n{lent.total()} of these {len(used)} runs are borrowed from {', '.join(sorted(lent))} (same configuration and seed).\n" if lent else ""
     return table_markdown(table_data(panel, used, context)) + where
 
 

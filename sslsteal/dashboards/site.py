@@ -6,12 +6,13 @@ Pages are self-contained HTML with inline CSS and SVG: no scripts, no network, r
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 
-from sslsteal.dashboards.aggregate import Progress, members, progress, section_runs, select
+from sslsteal.dashboards.aggregate import Progress, lenders, members, progress, section_runs, select
 from sslsteal.dashboards.findings import FINDINGS_HEADER, findings_rows, measure
 from sslsteal.dashboards.plots import line_panel, scatter_panel, studies_plot
 from sslsteal.dashboards.render import Context, importances_table, note, studies_table, table, table_panel
@@ -94,13 +95,10 @@ def _findings(panel: FindingsPanel, records: Sequence[RunRecord]) -> str:
     return f'<div class="panel" data-kind="findings"><h2>{escape(panel.title)}</h2>{table(FINDINGS_HEADER, rows, {"class": "data findings"})}</div>'
 
 
-def _borrowed_note(borrowed: Sequence[RunRecord]) -> str:
+def _borrowed_note(lent: Counter[str]) -> str:
     """Where a section's borrowed trials come from: how many of each experiment (same configuration and seed)."""
-    counts: dict[str, int] = {}
-    for r in borrowed:
-        counts[r.experiment] = counts.get(r.experiment, 0) + 1
-    where = ", ".join(f"{n} from {name}" for name, n in counts.items())
-    return note(f"plus {len(borrowed)} finished trials borrowed with the same configuration and seed: {where}", "borrowed")
+    where = ", ".join(f"{n} from {name}" for name, n in lent.items())
+    return note(f"plus {lent.total()} finished trials borrowed with the same configuration and seed: {where}", "borrowed")
 
 
 def _progress_html(p: Progress) -> str:
@@ -141,9 +139,9 @@ def dashboard_page(
     body += [note(dashboard.description, "description")] if dashboard.description else []
     body += [_findings(p, records) for p in dashboard.panels if isinstance(p, FindingsPanel)]
     for experiment in dashboard.experiments:
-        runs = section_runs(records, experiment, dashboard.borrow.get(experiment, []))
+        runs = section_runs(records, experiment, dashboard.borrowed(experiment))
         own = [r for r in runs if r.experiment in members(experiment)]
-        borrowed = [r for r in runs if r.experiment not in members(experiment)]
+        lent = lenders(runs, experiment)
         body.append(f'<section class="experiment" data-experiment="{escape(experiment)}"><h2>experiment {escape(experiment)}</h2>')
         if not runs:
             body.append('<p class="progress partial">no runs yet</p></section>')
@@ -151,7 +149,7 @@ def dashboard_page(
         body.append(_progress_html(progress(own, experiment)))
         kinds = sorted({r.kind or "other" for r in own})
         body.append(note(f"{len(own)} runs in the experiment: " + ", ".join(f"{sum((r.kind or 'other') == k for r in own)} {k}" for k in kinds)))
-        body += [_borrowed_note(borrowed)] if borrowed else []
+        body += [_borrowed_note(lent)] if lent else []
         body += [_panel(panel, dashboard, experiment, runs, studies, context) for panel in dashboard.panels if not isinstance(panel, FindingsPanel)]
         body.append("</section>")
     body.append(_paper_section(dashboard.paper, context))

@@ -243,9 +243,13 @@ class Dashboard(Strict):
             raise ValueError(f"borrow: '{unknown[0]}' is not one of this dashboard's experiments ({', '.join(self.experiments)})")
         return self
 
+    def borrowed(self, section: str) -> list[Borrow]:
+        """What a section borrows (none unless `borrow` names it)."""
+        return self.borrow.get(section, [])
+
     def sources(self, section: str) -> list[str]:
         """Every experiment whose runs a section reads: its members and the experiments it borrows from."""
-        return [*members(section), *(b.experiment for b in self.borrow.get(section, []))]
+        return [*members(section), *(b.experiment for b in self.borrowed(section))]
 
     def selection(self, panel: Selection) -> tuple[RunKind, list[Status], dict[str, Scalar | list[Scalar]]]:
         """The runs a panel uses: (kind, statuses, filters), the panel's own settings over the dashboard's."""
