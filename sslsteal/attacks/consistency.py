@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TypeVar
 
 import torch
@@ -15,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslsteal.attacks.base import AttackContext, StolenModel
-from sslsteal.attacks.matching import in_victim_space, match_answers, new_encoder, pay, width_adapter
+from sslsteal.attacks.matching import in_victim_space, match_answers, new_encoder, pay, restrict_to, width_adapter
 from sslsteal.core.seeding import generator
 from sslsteal.data.augment import AUGMENTATIONS, to_float
 from sslsteal.models import Encoder
@@ -54,7 +53,7 @@ def consistency(ctx: AttackContext) -> StolenModel:
     spec = ctx.spec
     order = torch.randperm(len(ctx.images), generator=generator(spec.seed, "attacker.consistency"))
     asked, free = order[: spec.images_needed], order[spec.images_needed :]
-    picked = replace(ctx, images=ctx.images[asked], labels=ctx.labels[asked] if ctx.labels is not None else None)
+    picked = restrict_to(ctx, asked)
     paid = pay(picked)
     encoder = new_encoder(ctx)
     dim = paid.answers.shape[1]

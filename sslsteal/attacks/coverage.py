@@ -4,13 +4,11 @@ by greedy k-center (Sener and Savarese, ICLR 2018), and queries only those; trai
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 import torch.nn.functional as F
 
 from sslsteal.attacks.base import AttackContext, StolenModel
-from sslsteal.attacks.matching import match_answers, new_encoder, pay, width_adapter
+from sslsteal.attacks.matching import match_answers, new_encoder, pay, restrict_to, width_adapter
 from sslsteal.core.seeding import generator
 from sslsteal.models import encode
 from sslsteal.specs.methods import METHODS
@@ -36,8 +34,7 @@ def coverage(ctx: AttackContext) -> StolenModel:
     needed = ctx.spec.images_needed
     first = int(torch.randint(len(ctx.images), (1,), generator=generator(ctx.spec.seed, "attacker.coverage")))
     chosen = k_center(encode(encoder, ctx.images, device=ctx.device), needed, first) if needed < len(ctx.images) else torch.arange(len(ctx.images))
-    labels = ctx.labels[chosen] if ctx.labels is not None else None
-    picked = replace(ctx, images=ctx.images[chosen], labels=labels)
+    picked = restrict_to(ctx, chosen)
     paid = pay(picked)
     dim = paid.answers.shape[1]
     stolen = match_answers(picked, paid, encoder, head=width_adapter(ctx, encoder, dim), frozen_head=False, dim=dim)

@@ -5,7 +5,7 @@ outputs match the answers under the chosen stealing loss; paper section 3.2)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -38,6 +38,12 @@ def pay(ctx: AttackContext, *, per: int | None = None, augment: SimCLRAugment | 
     else:
         sent, answers, source = buy_views(ctx.query, ctx.images, per=per, augment=augment, generator=views, batch=ctx.spec.query_batch)
     return Answers(sent, answers, source, getattr(ctx.query, "used", used_before + len(sent)) - used_before)
+
+
+def restrict_to(ctx: AttackContext, index: torch.Tensor) -> AttackContext:
+    """The context with only the drawn images at `index` (and their labels): what a method that chooses its query
+    images among those drawn pays for."""
+    return replace(ctx, images=ctx.images[index], labels=ctx.labels[index] if ctx.labels is not None else None)
 
 
 def width_adapter(ctx: AttackContext, encoder: Encoder, dim: int) -> nn.Module | None:
