@@ -195,6 +195,21 @@ def test_runs_of_different_configurations_are_never_pooled_as_seeds(tmp_path: Pa
     assert "mse, cifar10:train" in page.all_text and "mse, cifar10:test[:9000]" in page.all_text  # one curve per pool
 
 
+def test_a_loss_and_strategy_a_method_never_used_read_as_a_dash(tmp_path: Path) -> None:
+    """StolenEncoder trains with its own objective: the default `attack.loss` and `attack.strategy` logged with it show
+    as `—`, not as a loss it did not use; direct extraction keeps its loss and strategy."""
+    runs = [
+        trial("exp", {"attack.method": m, "attack.loss": loss, "attack.strategy": "once", "attack.seed": s}, {"acc.cifar10": 60.0 + s})
+        for m, loss in (("direct", "softnn"), ("stolenencoder", "infonce"))
+        for s in (0, 1)
+    ]
+    table_of = {"kind": "table", "title": "t", "rows": ["params.attack.method"], "columns": ["acc.cifar10"]}
+    (table,) = build(tmp_path, {"d": dashboard(panels=[table_of])}, runs)["d"].data_tables()
+    assert table["header"][:3] == ["method", "loss", "runs"]
+    shown = {row["cells"][0]["text"]: row["cells"][1]["text"] for row in table["rows"]}
+    assert shown == {"direct": "softnn", "stolenencoder": "—"}
+
+
 def test_template_columns_and_missing_values(tmp_path: Path) -> None:
     panel = {"kind": "table", "title": "t", "rows": ["params.attack.loss", "params.attack.queries"], "columns": ["acc.<dataset>", "fidelity.cosine"]}
     (found,) = build(tmp_path, {"d": dashboard(panels=[panel])}, loss_runs())["d"].data_tables()

@@ -18,6 +18,7 @@ from typing import get_args
 from sslsteal.orchestration.records import RunRecord
 from sslsteal.specs.datasets import DATASETS
 from sslsteal.specs.evaluate import OWNERSHIP_TESTS, TransferSource
+from sslsteal.specs.methods import METHODS
 
 DATASET = "<dataset>"
 """Placeholder for a downstream dataset; a table column `acc.<dataset>` becomes one column per dataset logged."""
@@ -266,13 +267,23 @@ def bounds(name: str) -> tuple[float, float] | None:
 def value(record: RunRecord, name: str) -> float | str | None:
     """The field's value on `record`: a float for metrics, a string for params and tags; None when absent."""
     if name.startswith("params."):
-        return record.params.get(name.removeprefix("params."))
+        key = name.removeprefix("params.")
+        return None if not_applicable(record, key) else record.params.get(key)
     if name.startswith("tags."):
         return record.tags.get(name.removeprefix("tags."))
     if name.startswith("run."):
         return _run_attribute(record, name.removeprefix("run."))
     metric = record.metrics.get(name)
     return None if metric is None else float(metric)
+
+
+def not_applicable(record: RunRecord, key: str) -> bool:
+    """Whether `key` is a logged default the run's attack method never used: `attack.loss`, `attack.loss_params.*` and
+    `attack.strategy` of a method that trains with its own objective (StolenEncoder, Cont-Steal, RDA), shown as `—`."""
+    if key not in ("attack.loss", "attack.strategy") and not key.startswith("attack.loss_params."):
+        return False
+    method = record.params.get("attack.method")
+    return method in METHODS and METHODS[method].own_objective
 
 
 def _run_attribute(record: RunRecord, attribute: str) -> float | str | None:
