@@ -258,10 +258,19 @@ PROBABILITY_KEYS = ("p_value", "p_chance", "victim_p", "stolen", "inconclusive")
 """Ownership keys that are a probability or a 0/1 verdict: their means and intervals lie in [0, 1]."""
 
 
+FRACTIONS = ("defense.detected_fraction",)
+"""Metrics that are a share of queries: within [0, 1]."""
+NONNEGATIVE = ("time.", "queries", "eval.", "cost.")
+"""Prefixes of metrics that are durations or counts: never below 0."""
+
+
 def bounds(name: str) -> tuple[float, float] | None:
-    """The range a field's values can take, when it is narrower than the real line: [0, 1] for p-values and
-    verdicts (so a t-interval over few seeds is cut there); None otherwise."""
-    return (0.0, 1.0) if name.startswith("ownership.") and name.rsplit(".", 1)[-1] in PROBABILITY_KEYS else None
+    """The range a field's values can take, when it is narrower than the real line (so a t-interval over few seeds
+    is cut there): [0, 1] for p-values, verdicts and shares of queries, [0, inf) for durations and counts; None
+    otherwise."""
+    if name in FRACTIONS or (name.startswith("ownership.") and name.rsplit(".", 1)[-1] in PROBABILITY_KEYS):
+        return (0.0, 1.0)
+    return (0.0, math.inf) if name.startswith(NONNEGATIVE) else None
 
 
 def value(record: RunRecord, name: str) -> float | str | None:
