@@ -6,6 +6,7 @@ from __future__ import annotations
 from scipy import stats
 
 from sslsteal.orchestration.summary import ConfigSummary, group_by_config, summary_table
+from sslsteal.orchestration.trial import trial_name
 from sslsteal.pipeline.steal import verdict_text
 
 
@@ -88,3 +89,11 @@ def test_several_seeds_give_the_t_interval_of_their_gains() -> None:
     lo, hi = stats.t.interval(0.95, 2, loc=sum(gains) / 3, scale=stats.sem(gains))
     assert row["gain_recovered.cifar10"] == f"{sum(gains) / 3:.3f} [{lo:.3f}, {hi:.3f}]"
     assert row["acc.cifar10"].startswith("51.00 [")  # over the seeds, not any one seed's Wilson bounds
+
+
+def test_a_trial_is_named_by_the_loss_it_trains_with_and_none_when_the_method_has_its_own() -> None:
+    def name(attack: dict[str, object], defense: dict[str, object]) -> str:
+        return trial_name({"attack": {"queries": 2000, **attack}, "defense": defense})
+
+    assert name({"method": "direct", "loss": "softnn"}, {"name": "topk", "k": 10}) == "direct-softnn-q2000-cifar10:test[:9000]-topk(k=10)"
+    assert name({"method": "rda", "query_data": "cifar10:train"}, {"name": "none"}) == "rda-q2000-cifar10:train-none"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sslsteal.specs.attack import AttackSpec
+from sslsteal.specs.methods import METHODS
 from sslsteal.specs.steal import StealSpec
 
 if TYPE_CHECKING:
@@ -67,11 +68,13 @@ def resolved_params(spec: Any, defense: dict[str, Any]) -> dict[str, str]:
 
 
 def trial_name(config: dict[str, Any]) -> str:
-    """A readable run name: method, loss, budget, query pool, defense and its options (the spec's defaults where unset)."""
+    """A readable run name: method, loss (none for a method with its own objective), budget, query pool, defense and
+    its options (the spec's defaults where unset)."""
     a, d = config["attack"], config["defense"]
     method, loss, pool = (a.get(key, AttackSpec.model_fields[key].default) for key in ("method", "loss", "query_data"))
+    trains = method if METHODS[method].own_objective else f"{method}-{loss}"
     extras = ",".join(f"{k}={v}" for k, v in sorted(d.items()) if k != "name")
-    return f"{method}-{loss}-q{a['queries']}-{pool}-{d.get('name', 'none')}{'(' + extras + ')' if extras else ''}"
+    return f"{trains}-q{a['queries']}-{pool}-{d.get('name', 'none')}{'(' + extras + ')' if extras else ''}"
 
 
 _STATES: dict[str, dict[str, Any]] = {}
