@@ -357,15 +357,15 @@ def test_a_p_value_interval_is_cut_at_zero_and_a_log_axis_draws_it_down_to_its_f
 
 
 def test_durations_and_shares_of_queries_keep_their_intervals_in_range(tmp_path: Path) -> None:
-    """A time over three seeds (0.1, 0.2, 1.5 s) and a detected share (0, 0, 0.3) have t-intervals below 0: the
+    """A time over three seeds (0.1, 0.2, 1.5 s) and a detected share (0, 0, 0.9) have t-intervals below 0: the
     table cuts them at 0, and the share at 1 above; an accuracy's interval is left as it is."""
     values = {"time.query_s": [0.1, 0.2, 1.5], "defense.detected_fraction": [0.0, 0.0, 0.9], "acc.cifar10": [50.0, 51.0, 60.0]}
     runs = [trial("exp", {"attack.seed": s}, {k: v[s] for k, v in values.items()}) for s in range(3)]
     panel = {"kind": "table", "title": "t", "columns": list(values), "aggregate": "pooled"}
     (table,) = build(tmp_path, {"d": dashboard(panels=[panel])}, runs)["d"].data_tables()
     (row,) = table["rows"]
-    cells = dict(zip(table["header"][-3:], row["cells"][-3:], strict=True))
-    for (name, vs), cell in zip(values.items(), cells.values(), strict=True):
+    assert len(table["header"]) == len(row["cells"]) and table["header"][-3:] == [field_label(name) for name in values]
+    for (name, vs), cell in zip(values.items(), row["cells"][-3:], strict=True):
         _, lo, hi = interval(vs)
         shown = float(cell["attrs"]["data-lo"]), float(cell["attrs"]["data-hi"])
         if name == "acc.cifar10":
