@@ -292,7 +292,7 @@ def not_applicable(record: RunRecord, key: str) -> bool:
     if key not in ("attack.loss", "attack.strategy") and not key.startswith("attack.loss_params."):
         return False
     method = record.params.get("attack.method")
-    return method in METHODS and METHODS[method].own_objective
+    return method is not None and method in METHODS and METHODS[method].own_objective
 
 
 def _run_attribute(record: RunRecord, attribute: str) -> float | str | None:
