@@ -376,6 +376,17 @@ def test_durations_and_shares_of_queries_keep_their_intervals_in_range(tmp_path:
     assert interval(values["defense.detected_fraction"])[2] > 1  # the share's upper end was cut too
 
 
+def test_counts_of_images_print_as_whole_numbers(tmp_path: Path) -> None:
+    """Paid queries, distinct query images and victim forward passes are counts: their cells read `50 [50, 50]`, not
+    `50.00`; an accuracy keeps two decimals."""
+    metrics = {"queries_used": 500.0, "queries.source_images": 50.0, "queries.victim_forward": 500.0, "acc.cifar10": 60.0}
+    runs = [trial("exp", {"attack.seed": s}, metrics) for s in range(2)]
+    panel = {"kind": "table", "title": "t", "columns": list(metrics)}
+    (table,) = build(tmp_path, {"d": dashboard(panels=[panel])}, runs)["d"].data_tables()
+    (row,) = table["rows"]
+    assert [cell["text"] for cell in row["cells"][-4:]] == ["500 [500, 500]", "50 [50, 50]", "500 [500, 500]", "60.00 [60.00, 60.00]"]
+
+
 def test_scatter_points_are_group_means_on_both_axes(tmp_path: Path) -> None:
     legit, adversary = {0: [60.0, 62.0], 2: [58.0, 57.0]}, {0: [55.0, 51.0], 2: [45.0, 46.0]}
     runs = [

@@ -351,7 +351,7 @@ def default_format(name: str) -> str:
         return ".3g"
     if name.startswith(("acc_ratio.", "gain_recovered.", "fidelity.", "ownership.", "defense.")):
         return ".3f"
-    if name.startswith(("queries_used", "trials.", "eval.", "cost.", "run.attempt", "epoch")):
+    if name.startswith(("queries_used", "queries.", "trials.", "eval.", "cost.", "run.attempt", "epoch")):
         return ".0f"
     if name.startswith(("time.", "run.duration")):
         return ".1f"
